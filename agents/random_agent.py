@@ -1,0 +1,45 @@
+"""``random``: a uniformly random legal action per row, for any arena."""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .base import Agent
+
+
+@nb.njit(cache=True)
+def pick_legal_nb(mask, u, out):
+    """For each row pick the ``floor(u * count)``-th legal action of ``mask``; 0 if none is legal."""
+    for i in range(mask.shape[0]):
+        count = 0
+        for j in range(mask.shape[1]):
+            count += mask[i, j] != 0
+        out[i] = 0
+        if count == 0:
+            continue
+        k = int(u[i] * count)
+        for j in range(mask.shape[1]):
+            if mask[i, j] != 0:
+                if k == 0:
+                    out[i] = j
+                    break
+                k -= 1
+
+
+class RandomAgent(Agent):
+    """Picks uniformly among the legal actions of each row."""
+
+    name = "random"
+
+    def __init__(self, game=None, seed: int = 0, **kwargs):
+        super().__init__(game, seed)
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        super().reset(seed)
+        self.rng = np.random.default_rng(self.seed)
+
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        out = np.empty(mask.shape[0], dtype=np.int64)
+        pick_legal_nb(np.ascontiguousarray(mask), self.rng.random(mask.shape[0]), out)
+        return out

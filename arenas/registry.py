@@ -1,0 +1,75 @@
+"""The arena registry: names to game classes and adapters.
+
+Built-in arenas register here; installed packages add theirs through the entry-point group
+``arena.arenas`` (the entry point names an ``ArenaSpec`` or a ``BatchedGame`` subclass).
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class ArenaSpec:
+    """What the registry knows about one arena."""
+
+    name: str
+    #: the ``BatchedGame`` subclass; called as ``game(num_matches=N, **options)``
+    game: type
+    #: one match as a PettingZoo env (AEC or Parallel); called as ``pettingzoo(**options)``
+    pettingzoo: Callable[..., Any] | None = None
+    #: one line for ``arena list``
+    description: str = ""
+    #: the options ``make`` accepts, with their defaults (shown by ``arena list``)
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+_BUILTIN = {
+    "connect4": "arenas.connect4:SPEC",
+    "battle": "arenas.battle:SPEC",
+}
+ENTRY_POINT_GROUP = "arena.arenas"
+
+
+class UnknownArena(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def names() -> list[str]:
+    """Every arena name on offer: built-in first, then installed entry points."""
+    return list(_BUILTIN) + sorted(n for n in _entry_points() if n not in _BUILTIN)
+
+
+def _as_spec(obj: Any, name: str) -> ArenaSpec:
+    if isinstance(obj, ArenaSpec):
+        return obj
+    if isinstance(obj, type):
+        return ArenaSpec(name=getattr(obj, "name", "") or name, game=obj, description=(obj.__doc__ or "").strip().split("\n")[0])
+    raise TypeError(f"arena {name!r} must name an ArenaSpec or a BatchedGame subclass, got {type(obj).__name__}")
+
+
+def get(name: str) -> ArenaSpec:
+    """The spec of arena ``name``; raises ``UnknownArena`` naming the choices."""
+    if name in _BUILTIN:
+        return _load(_BUILTIN[name])
+    eps = _entry_points()
+    if name in eps:
+        return _as_spec(eps[name].load(), name)
+    if ":" in name:
+        return _as_spec(_load(name), name)
+    raise UnknownArena(f"unknown arena {name!r}; choose from: {', '.join(names())}")

@@ -1,0 +1,1 @@
+"""server: processes and the wire (game server loop, workers, league), and the ``arena`` CLI."""

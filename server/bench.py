@@ -1,0 +1,191 @@
+"""``arena bench``: the engine's own throughput, beside PettingZoo's nearest game, in one run.
+
+The engine figure is the engine's: actions come from uniform random numbers drawn ahead into a pool
+(turned into a legal action per row by a small parallel kernel, so connect4 stays legal), not from an
+agent. An agent-step is one active seat acting for one step (the player to move in connect4, a live
+agent in battle). Each figure is measured at 1 thread and at all threads; the first call's JIT or
+cache-load time is reported apart.
+
+Peers, measured in the same run:
+- connect4: PettingZoo's ``connect_four_v3`` through its AEC API with random legal moves.
+- battle:   MPE ``simple_tag_v3`` (package ``mpe2``, or ``pettingzoo.mpe`` where the installed
+  PettingZoo still has it) as a Parallel env, random actions pre-drawn, per agent-step.
+"""
+from __future__ import annotations
+
+import time
+from typing import IO
+
+import numba as nb
+import numpy as np
+
+POOL = 64
+
+
+@nb.njit(cache=True, parallel=True)
+def pool_actions_nb(mask, u, out):
+    """``out[i]`` = the ``floor(u[i] * legal_count)``-th legal action of row ``i`` (0 if none)."""
+    for i in nb.prange(mask.shape[0]):
+        count = 0
+        for j in range(mask.shape[1]):
+            count += mask[i, j] != 0
+        out[i] = 0
+        if count > 0:
+            k = np.int64(u[i] * count)
+            for j in range(mask.shape[1]):
+                if mask[i, j] != 0:
+                    if k == 0:
+                        out[i] = j
+                        break
+                    k -= 1
+
+
+def engine_rate(name: str, matches: int, seconds: float, threads: int, seed: int = 0, **options) -> dict:
+    """Step ``name`` for about ``seconds`` with pooled random legal actions at ``threads`` threads."""
+    import arenas
+
+    nb.set_num_threads(threads)
+    game = arenas.make(name, num_matches=matches, seed=seed, **options)
+    n, a = game.num_matches, game.num_agents
+    u = np.random.default_rng(seed).random((POOL, n * a), dtype=np.float32)
+    actions = np.zeros((n, a), dtype=np.int64)
+    flat_actions = actions.reshape(-1)
+    mask = game.action_mask.reshape(n * a, -1)
+    for i in range(5):  # warm up caches and threads
+        pool_actions_nb(mask, u[i % POOL], flat_actions)
+        game.step(actions)
+    steps = agent_steps = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while True:
+        for _ in range(8):
+            agent_steps += int(np.count_nonzero(game.active))
+            pool_actions_nb(mask, u[steps % POOL], flat_actions)
+            game.step(actions)
+            steps += 1
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+    elapsed = now - t0
+    return {"threads": threads, "batch_steps": steps, "seconds": elapsed,
+            "steps_per_s": steps * n / elapsed, "agent_steps_per_s": agent_steps / elapsed}
+
+
+def compile_time(name: str, **options) -> float:
+    """Seconds for the first make + reset + step of a one-match game (JIT, or numba cache load)."""
+    import arenas
+
+    t0 = time.perf_counter()
+    game = arenas.make(name, num_matches=1, seed=0, **options)
+    actions = np.zeros((1, game.num_agents), dtype=np.int64)
+    pool_actions_nb(game.action_mask.reshape(game.num_agents, -1), np.zeros(game.num_agents, np.float32), actions.reshape(-1))
+    game.step(actions)
+    return time.perf_counter() - t0
+
+
+def peer_connect4(seconds: float, seed: int = 0) -> dict:
+    """PettingZoo ``connect_four_v3`` via the AEC API, random legal moves: moves per second."""
+    from pettingzoo.classic import connect_four_v3
+
+    env = connect_four_v3.env()
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    moves = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        env.reset(seed=int(rng.integers(1 << 31)))
+        for agent in env.agent_iter():
+            obs, reward, term, trunc, info = env.last()
+            if term or trunc:
+                action = None
+            else:
+                legal = np.flatnonzero(obs["action_mask"])
+                action = int(legal[rng.integers(legal.size)])
+                moves += 1
+            env.step(action)
+    elapsed = time.perf_counter() - t0
+    return {"name": "pettingzoo connect_four_v3 (AEC)", "steps_per_s": moves / elapsed,
+            "agent_steps_per_s": moves / elapsed}
+
+
+def _simple_tag():
+    try:
+        from mpe2 import simple_tag_v3
+        return simple_tag_v3, "mpe2"
+    except ImportError:
+        pass
+    try:
+        from pettingzoo.mpe import simple_tag_v3  # older PettingZoo releases
+        return simple_tag_v3, "pettingzoo.mpe"
+    except ImportError:
+        return None, None
+
+
+def peer_battle(seconds: float, seed: int = 0) -> dict | None:
+    """MPE ``simple_tag_v3`` Parallel env, pre-drawn random discrete actions: agent-steps per second."""
+    mod, where = _simple_tag()
+    if mod is None:
+        return None
+    env = mod.parallel_env()
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    pool = {ag: rng.integers(0, env.action_space(ag).n, size=1024) for ag in env.possible_agents}
+    agent_steps = steps = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        if not env.agents:
+            env.reset(seed=int(rng.integers(1 << 31)))
+        k = steps % 1024
+        env.step({ag: int(pool[ag][k]) for ag in env.agents})
+        agent_steps += len(env.possible_agents)
+        steps += 1
+    elapsed = time.perf_counter() - t0
+    return {"name": f"MPE simple_tag_v3 ({where}, Parallel)", "steps_per_s": steps / elapsed,
+            "agent_steps_per_s": agent_steps / elapsed}
+
+
+PEERS = {"connect4": peer_connect4, "battle": peer_battle}
+
+
+def bench_arena(name: str, matches: int, seconds: float, out: IO | None = None) -> dict:
+    say = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
+    all_threads = nb.config.NUMBA_NUM_THREADS
+    fig: dict = {"matches": matches, "compile_s": round(compile_time(name), 3)}
+    say(f"{name}: first make+step (JIT or cache load) {fig['compile_s']:.2f} s")
+    one = engine_rate(name, matches, seconds, 1)
+    say(f"  engine, 1 thread : {one['steps_per_s']:>14,.0f} match-steps/s {one['agent_steps_per_s']:>14,.0f} agent-steps/s")
+    many = engine_rate(name, matches, seconds, all_threads) if all_threads > 1 else one
+    nb.set_num_threads(all_threads)
+    say(f"  engine, {all_threads} threads: {many['steps_per_s']:>14,.0f} match-steps/s {many['agent_steps_per_s']:>14,.0f} agent-steps/s"
+        f"  (x{many['agent_steps_per_s'] / one['agent_steps_per_s']:.2f} over 1 thread)")
+    fig.update({
+        "threads": all_threads,
+        "steps_per_s": round(many["steps_per_s"], 1),
+        "agent_steps_per_s": round(many["agent_steps_per_s"], 1),
+        "steps_per_s_1thread": round(one["steps_per_s"], 1),
+        "agent_steps_per_s_1thread": round(one["agent_steps_per_s"], 1),
+        "thread_scaling": round(many["agent_steps_per_s"] / one["agent_steps_per_s"], 3),
+    })
+    peer_fn = PEERS.get(name)
+    peer = peer_fn(seconds) if peer_fn else None
+    if peer is None:
+        say("  peer: none installed (pip install mpe2)" if name == "battle" else "  peer: none")
+        return fig
+    # connect4 compares moves (one per match-step); battle compares agent-steps
+    key = "steps_per_s" if name == "connect4" else "agent_steps_per_s"
+    fig.update({
+        "peer": peer["name"],
+        "peer_steps_per_s": round(peer["steps_per_s"], 1),
+        "peer_agent_steps_per_s": round(peer["agent_steps_per_s"], 1),
+        "ratio": round(fig[key] / peer[key], 1),
+    })
+    unit = "moves/s" if name == "connect4" else "agent-steps/s"
+    say(f"  peer {peer['name']}: {peer[key]:>12,.0f} {unit}")
+    say(f"  ratio (engine at {all_threads} threads / peer): {fig['ratio']:,.0f}x")
+    return fig
+
+
+def run_bench(names: list[str], matches: int = 4096, seconds: float = 2.0, out: IO | None = None) -> dict:
+    return {name: bench_arena(name, matches, seconds, out) for name in names}

@@ -1,0 +1,257 @@
+"""The ``arena`` command line.
+
+    arena list                                       arenas and agents on offer
+    arena run ARENA --matches N --agents A,B         play N matches headless, print the results
+    arena bench                                      engine throughput beside PettingZoo's own games
+
+Every user error (unknown arena or agent, bad flag or option) is one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any, Sequence
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, never the whole usage block
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative seed, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="arena", description="Numba-vectorised multi-agent game simulation.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("list", help="name the arenas and agents on offer")
+
+    r = sub.add_parser("run", help="play thousands of matches headless and print the results")
+    r.add_argument("arena", help="arena name (see 'arena list')")
+    r.add_argument("--matches", type=_positive, default=1024, help="matches played at once (default 1024)")
+    r.add_argument("--agents", default="greedy,random",
+                   help="comma-separated agent names; two agents swap sides every other match, "
+                        "more play a round robin (default greedy,random)")
+    r.add_argument("--seed", type=_seed, default=0, help="seed: same seed, same results (default 0)")
+    r.add_argument("--games", type=_positive, help="stop after this many finished games")
+    r.add_argument("--steps", type=_positive, help="stop after this many batched steps")
+    r.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                   help="arena option, e.g. -o team_size=16 -o map_size=48 (repeatable)")
+    r.add_argument("--threads", type=_positive, help="numba threads (default: all cores)")
+    r.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    b = sub.add_parser("bench", help="engine throughput beside PettingZoo's own games, same run")
+    b.add_argument("--arenas", default="connect4,battle", help="comma-separated (default connect4,battle)")
+    b.add_argument("--matches", type=_positive, default=4096, help="matches per batch (default 4096)")
+    b.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement (default 2)")
+    b.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
+    return p
+
+
+# -- arena list -------------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    import agents.registry as agent_registry
+    import arenas
+
+    print("arenas:")
+    for name in arenas.names():
+        try:
+            spec = arenas.get(name)
+            opts = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
+            print(f"  {name:10s} {spec.description}" + (f"  [options: {opts}]" if opts else ""))
+        except Exception as exc:  # a broken plug-in must not hide the others
+            print(f"  {name:10s} (cannot be loaded: {exc})")
+    print("agents:")
+    for name in agent_registry.names():
+        print(f"  {name:10s} plays: {', '.join(agent_registry.arenas_of(name)).replace('*', 'any arena')}")
+    return 0
+
+
+# -- arena run --------------------------------------------------------------------------------------
+def _agent_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not names or any(not n for n in names):
+        raise UsageError(f"arena run: --agents {text!r} must be comma-separated names, e.g. greedy,random")
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:  # the same agent twice gets a suffix so the table can tell them apart
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+    return out
+
+
+def _make_game(arena: str, matches: int, options: dict):
+    import arenas
+
+    try:
+        spec = arenas.get(arena)
+    except arenas.UnknownArena as exc:
+        raise UsageError(f"arena: {exc}") from None
+    try:
+        game = spec.game(num_matches=matches, **options)
+    except (TypeError, ValueError) as exc:
+        allowed = ", ".join(spec.defaults) or "none"
+        raise UsageError(f"arena: bad option for {arena!r}: {exc} (options: {allowed})") from None
+    return spec, game
+
+
+def _make_agents(names: list[str], game) -> list:
+    from agents.registry import UnknownAgent, make_agent
+
+    out = []
+    for name in names:
+        try:
+            out.append(make_agent(name.split("#")[0], game))
+        except UnknownAgent as exc:
+            raise UsageError(f"arena: {exc}") from None
+        out[-1].name = name
+    return out
+
+
+def format_table(summary: dict, stat_names: Sequence[str]) -> str:
+    cols = ["agent", "wins", "losses", "draws", "win %"] + list(stat_names)
+    rows = []
+    for name, r in summary["results"].items():
+        games = max(r["games"], 1)
+        rows.append([name, r["wins"], r["losses"], r["draws"], f"{100 * r['wins'] / games:.1f}"]
+                    + [r.get(s, 0) for s in stat_names])
+    widths = [max(len(str(c)), *(len(str(row[i])) for row in rows)) for i, c in enumerate(cols)]
+    line = lambda vals: "  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
+    out = [line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    if len(summary.get("pairings", {})) > 1 or len(summary["results"]) > 2:
+        out.append("")
+        out.append("pairings (first-named agent is team 0: connect4's player_0, battle's red):")
+        for key, p in summary["pairings"].items():
+            out.append(f"  {key:30s} {p['first_wins']:>7} - {p['second_wins']:<7} draws {p['draws']}")
+    out.append("")
+    out.append(f"{summary['matches']} matches in {summary['slots']} slots, {summary['steps']} batched steps, "
+               f"{summary['agent_steps']:,} agent-steps in {summary['seconds']:.2f} s "
+               f"= {summary['agent_steps_per_s']:,.0f} agent-steps/s "
+               f"(agents included; compile/cache load {summary['compile_seconds']:.2f} s apart)")
+    return "\n".join(out)
+
+
+def cmd_run(args) -> int:
+    import numba
+
+    from server.match import MatchRunner
+    from server.options import parse_options
+
+    try:
+        options = parse_options(args.option)
+    except ValueError as exc:
+        raise UsageError(f"arena run: {exc}") from None
+    names = _agent_names(args.agents)
+    if args.threads:
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+
+    t0 = time.perf_counter()
+    spec, game = _make_game(args.arena, args.matches, options)
+    agents = _make_agents(names, game)
+    # Compile (or load from numba's cache) every kernel on a one-match copy, so the timed play is play.
+    _, warm = _make_game(args.arena, 1, options)
+    warm_runner = MatchRunner(warm, _make_agents(names, warm))
+    warm_runner.reset(args.seed)
+    warm_runner.play(steps=2)
+    compile_seconds = time.perf_counter() - t0
+
+    runner = MatchRunner(game, agents, names)
+    runner.reset(args.seed)
+    if args.steps is not None and args.games is None:
+        total, unit = args.steps, "steps"
+    else:
+        total, unit = (args.games or args.matches), "games"
+
+    bar = None
+    if not args.no_progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit=f" {unit}", desc=f"{args.arena} {args.matches}x", file=sys.stderr,
+                   disable=None, dynamic_ncols=True, leave=False)
+
+    def on_step(r: MatchRunner, new_games: int) -> None:
+        if bar is not None:
+            bar.update(1 if unit == "steps" else new_games)
+            if r.steps % 8 == 0:
+                bar.set_postfix_str(f"{r.agent_steps / max(time.perf_counter() - t1, 1e-9) / 1e6:.2f} M agent-steps/s")
+
+    t1 = time.perf_counter()
+    try:
+        runner.play(games=args.games, steps=args.steps, on_step=on_step)
+    except KeyboardInterrupt:
+        print("interrupted: summary so far", file=sys.stderr)
+    seconds = time.perf_counter() - t1
+    if bar is not None:
+        bar.close()
+    summary = runner.summary(args.arena, seconds, seed=args.seed, options=options,
+                             compile_seconds=round(compile_seconds, 3), threads=numba.get_num_threads())
+    print(format_table(summary, game.stat_names))
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+# -- arena bench ------------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    from server.bench import run_bench
+
+    names = [n.strip() for n in args.arenas.split(",") if n.strip()]
+    import arenas
+
+    for n in names:
+        if n not in arenas.names():
+            raise UsageError(f"arena bench: unknown arena {n!r}; choose from: {', '.join(arenas.names())}")
+    figures = run_bench(names, matches=args.matches, seconds=args.seconds, out=sys.stdout)
+    if args.json:
+        print(json.dumps(figures))
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return EXIT_USAGE
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""``check_arena``: the conformance check for any ``BatchedGame``, ours or a user's.
+
+Run it on your own arena before you plug it in::
+
+    from simcore import check_arena
+    check_arena(MyGame(num_matches=16))
+
+Each failed assertion says which part of the contract (see ``simcore.game``) was broken.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .game import DRAW, BatchedGame
+
+
+def random_legal_actions(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One uniformly random legal action per row of ``mask`` (``(..., num_actions)``); 0 where none."""
+    flat = mask.reshape(-1, mask.shape[-1]).astype(bool)
+    counts = flat.sum(axis=1)
+    pick = (rng.random(flat.shape[0]) * np.maximum(counts, 1)).astype(np.int64)
+    cum = np.cumsum(flat, axis=1)
+    act = (cum <= pick[:, None]).sum(axis=1)
+    act[counts == 0] = 0
+    return act.reshape(mask.shape[:-1])
+
+
+def _buffers(game: BatchedGame) -> dict[str, np.ndarray]:
+    return {k: getattr(game, k) for k in ("obs", "action_mask", "active", "rewards", "terminations",
+                                          "truncations", "episode_done", "episode_winner",
+                                          "episode_length", "episode_stats", "step_count")}
+
+
+def check_arena(game: BatchedGame, steps: int = 300, seed: int = 0) -> None:
+    """Play ``steps`` random legal steps and assert the ``BatchedGame`` contract holds.
+
+    Checks: buffer shapes and dtypes; buffers are never replaced (kernels write in place);
+    observations stay inside ``single_observation_space``; every active seat has a legal action;
+    a finished match reports exactly one outcome (a team index or a draw) and is auto-reset;
+    the same seed gives the same trajectory.
+    """
+    n, a, t = game.num_matches, game.num_agents, game.num_teams
+    name = type(game).__name__
+    assert game.seat_team.shape == (a,), f"{name}.seat_team must have one team per seat, shape ({a},)"
+    assert game.obs.shape == (n, a) + game.obs_shape, (
+        f"{name}.obs has shape {game.obs.shape}; expected (num_matches, num_agents, *obs_shape) = "
+        f"{(n, a) + game.obs_shape}")
+    assert game.obs.dtype == game.single_observation_space.dtype, (
+        f"{name}.obs dtype {game.obs.dtype} differs from single_observation_space {game.single_observation_space.dtype}")
+    assert game.action_mask.shape == (n, a, game.num_actions) and game.action_mask.dtype == np.int8, (
+        f"{name}.action_mask must be int8 of shape (N, A, num_actions)")
+    for key in ("rewards",):
+        assert getattr(game, key).shape == (n, a) and getattr(game, key).dtype == np.float32, f"{name}.{key} must be float32 (N, A)"
+    for key in ("terminations", "truncations", "active"):
+        assert getattr(game, key).shape == (n, a) and getattr(game, key).dtype == np.bool_, f"{name}.{key} must be bool (N, A)"
+    assert game.episode_stats.shape == (n, t, len(game.stat_names)), f"{name}.episode_stats must be (N, T, len(stat_names))"
+
+    before = {k: id(v) for k, v in _buffers(game).items()}
+    rng = np.random.default_rng(seed)
+    game.reset(seed=seed)
+    trace_a = []
+    space = game.single_observation_space
+    finished = 0
+    for step in range(steps):
+        assert (game.action_mask[game.active].sum(axis=-1) > 0).all(), (
+            f"{name}: an active seat has no legal action (step {step}); every seat in `active` needs one")
+        if step % 17 == 0:
+            o = game.obs.reshape((-1,) + game.obs_shape)
+            assert (o >= space.low).all() and (o <= space.high).all(), (
+                f"{name}: observation outside single_observation_space at step {step}")
+        actions = random_legal_actions(game.action_mask, rng)
+        game.step(actions)
+        assert np.isfinite(game.rewards).all(), f"{name}: non-finite reward at step {step}"
+        done = game.episode_done
+        if done.any():
+            finished += int(done.sum())
+            w = game.episode_winner[done]
+            assert ((w == DRAW) | ((w >= 0) & (w < t))).all(), (
+                f"{name}: episode_winner must be a team index or -1 (draw), got {np.unique(w)}")
+            ended = game.terminations[done] | game.truncations[done]
+            assert ended.any(axis=1).all(), (
+                f"{name}: a match flagged episode_done has no seat terminated or truncated")
+            assert (game.step_count[done] == 0).all(), (
+                f"{name}: a finished match must be auto-reset (step_count back to 0)")
+            assert (game.episode_length[done] > 0).all(), f"{name}: episode_length of a finished match must be > 0"
+        assert not (game.step_count[~done] == 0).any(), f"{name}: step_count must count steps of running matches"
+        trace_a.append((game.obs.sum(dtype=np.float64), game.rewards.sum(dtype=np.float64), int(done.sum())))
+    after = {k: id(v) for k, v in _buffers(game).items()}
+    assert before == after, f"{name}: buffers were replaced; kernels must write into the preallocated arrays"
+    assert finished > 0, f"{name}: no match finished in {steps} random steps; is auto-reset / the ending rule wired?"
+
+    # determinism: same seed, same actions, same trajectory
+    rng = np.random.default_rng(seed)
+    game.reset(seed=seed)
+    for step in range(steps):
+        game.step(random_legal_actions(game.action_mask, rng))
+        got = (game.obs.sum(dtype=np.float64), game.rewards.sum(dtype=np.float64), int(game.episode_done.sum()))
+        assert got == trace_a[step], f"{name}: same seed and actions gave a different trajectory at step {step}"

@@ -1,0 +1,144 @@
+"""The contract every batched arena implements.
+
+A ``BatchedGame`` holds ``num_matches`` independent matches of one game, each with ``num_agents`` seats
+split into ``num_teams`` teams. All state is struct-of-arrays with the match axis first, and every
+buffer below is allocated once in ``__init__``; ``reset`` and ``step`` only write into them::
+
+    game = arenas.make("battle", num_matches=4096, seed=0)
+    game.reset(seed=0)
+    while True:
+        actions[...] = policy(game.obs, game.action_mask)      # (N, A) integers
+        game.step(actions)                                      # kernels write the buffers in place
+        finished = game.episode_done                            # (N,) matches that ended this step
+        ...  # read game.episode_winner / episode_length / episode_stats for those rows
+
+Buffers (N = num_matches, A = num_agents, T = num_teams, K = len(stat_names)):
+
+================== ============================ ====================================================
+name               shape, dtype                 meaning
+================== ============================ ====================================================
+``obs``            (N, A, *obs_shape)           each seat's observation for the coming step
+``action_mask``    (N, A, num_actions) int8     1 where the action is legal for that seat
+``active``         (N, A) bool                  seats whose action is read by the next ``step``
+                                                (the player to move; the agents still alive)
+``rewards``        (N, A) float32               reward each seat got from the last step
+``terminations``   (N, A) bool                  the seat's episode ended by the rules last step
+``truncations``    (N, A) bool                  the match hit its step limit last step
+``episode_done``   (N,) bool                    the match ended last step and was auto-reset
+``episode_winner`` (N,) int8                    winning team of that ended match, ``-1`` for a draw
+``episode_length`` (N,) int32                   steps the ended match lasted
+``episode_stats``  (N, T, K) float32            per-team statistics of the ended match
+``step_count``     (N,) int32                   steps played so far in each current match
+================== ============================ ====================================================
+
+Auto-reset follows Gymnasium's ``SAME_STEP`` mode: when a match ends inside ``step``, ``rewards``,
+``terminations``, ``truncations`` and the ``episode_*`` rows describe the step that ended it, while
+``obs``, ``action_mask`` and ``active`` already show the first position of the next match in that slot.
+
+Every match draws its random numbers from its own counter-based stream (``simcore.rng``), so results
+depend on the seed alone, never on the number of threads.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium
+import numpy as np
+
+from .rng import seed_states
+
+DRAW = -1
+
+
+class BatchedGame:
+    """Base class: subclasses set the class attributes, call ``_allocate`` and implement the kernels."""
+
+    #: registry name of the game
+    name: ClassVar[str] = ""
+    #: names of the per-team statistics in ``episode_stats`` (e.g. ``("kills", "survivors")``)
+    stat_names: ClassVar[tuple[str, ...]] = ()
+    #: True when only one seat moves per step (connect4); False when all live seats act together
+    turn_based: ClassVar[bool] = False
+
+    num_matches: int
+    num_agents: int
+    num_teams: int
+    seat_team: np.ndarray
+    single_observation_space: gymnasium.spaces.Box
+    single_action_space: gymnasium.spaces.Discrete
+    options: dict[str, Any]
+
+    def _allocate(self, num_matches: int, num_agents: int, seat_team: np.ndarray,
+                  obs_space: gymnasium.spaces.Box, num_actions: int) -> None:
+        """Allocate every buffer of the contract. Called once from a subclass's ``__init__``."""
+        if num_matches < 1:
+            raise ValueError(f"num_matches must be at least 1, got {num_matches}")
+        n, a = int(num_matches), int(num_agents)
+        self.num_matches, self.num_agents = n, a
+        self.seat_team = np.asarray(seat_team, dtype=np.int64)
+        self.num_teams = int(self.seat_team.max()) + 1
+        self.single_observation_space = obs_space
+        self.single_action_space = gymnasium.spaces.Discrete(num_actions)
+        self.obs = np.zeros((n, a) + tuple(obs_space.shape), dtype=obs_space.dtype)
+        self.action_mask = np.zeros((n, a, num_actions), dtype=np.int8)
+        self.active = np.zeros((n, a), dtype=np.bool_)
+        self.rewards = np.zeros((n, a), dtype=np.float32)
+        self.terminations = np.zeros((n, a), dtype=np.bool_)
+        self.truncations = np.zeros((n, a), dtype=np.bool_)
+        self.episode_done = np.zeros(n, dtype=np.bool_)
+        self.episode_winner = np.full(n, DRAW, dtype=np.int8)
+        self.episode_length = np.zeros(n, dtype=np.int32)
+        self.episode_stats = np.zeros((n, self.num_teams, len(self.stat_names)), dtype=np.float32)
+        self.step_count = np.zeros(n, dtype=np.int32)
+        self.actions = np.zeros((n, a), dtype=np.int64)
+        self.rng_states = seed_states(0, n)
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.single_action_space.n)
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        return tuple(self.single_observation_space.shape)
+
+    # -- the two calls of the contract -------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Start a fresh match in every slot. ``seed=None`` draws one from the OS. Returns ``obs``."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy) & 0xFFFFFFFFFFFFFFFF
+        self.rng_states[:] = seed_states(seed, self.num_matches)
+        self.rewards[:] = 0
+        self.terminations[:] = False
+        self.truncations[:] = False
+        self.episode_done[:] = False
+        self.episode_winner[:] = DRAW
+        self.episode_length[:] = 0
+        self.episode_stats[:] = 0
+        self.step_count[:] = 0
+        self._reset_all()
+        return self.obs
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Apply one action per seat (``(N, A)`` integers; inactive seats are ignored), then auto-reset.
+
+        Returns the (reused) buffers ``obs, rewards, terminations, truncations``.
+        """
+        if actions is not self.actions:
+            np.copyto(self.actions, actions, casting="unsafe")
+        self._step()
+        return self.obs, self.rewards, self.terminations, self.truncations
+
+    # -- what subclasses implement -----------------------------------------------------------------
+    def _reset_all(self) -> None:
+        raise NotImplementedError
+
+    def _step(self) -> None:
+        raise NotImplementedError
+
+    def snapshot(self, match: int) -> dict[str, np.ndarray]:
+        """A read-only copy of one match's state, for renderers and tests."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(num_matches={self.num_matches}, num_agents={self.num_agents}, "
+                f"obs={self.obs_shape}:{self.obs.dtype}, actions={self.num_actions})")
