@@ -69,7 +69,15 @@ def get(name: str) -> ArenaSpec:
         return _load(_BUILTIN[name])
     eps = _entry_points()
     if name in eps:
-        return _as_spec(eps[name].load(), name)
+        try:
+            return _as_spec(eps[name].load(), name)
+        except Exception as exc:
+            raise UnknownArena(f"cannot load arena entry point {name!r}: {type(exc).__name__}: {exc}") from None
     if ":" in name:
-        return _as_spec(_load(name), name)
-    raise UnknownArena(f"unknown arena {name!r}; choose from: {', '.join(names())}")
+        from simcore.plugins import PluginError, load_attr
+        try:
+            return _as_spec(load_attr(name), name)
+        except (PluginError, TypeError) as exc:
+            raise UnknownArena(str(exc)) from None
+    raise UnknownArena(f"unknown arena {name!r}; choose from: {', '.join(names())} "
+                       f"(or a module:Class / path/to/file.py:Class of your own)")

@@ -64,9 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--steps", type=_positive, help="stop after this many batched steps")
     r.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
                    help="arena option, e.g. -o team_size=16 -o map_size=48 (repeatable)")
+    r.add_argument("--agent-arg", action="append", metavar="NAME.KEY=VALUE",
+                   help="argument for one agent's constructor, e.g. --agent-arg Sniper.depth=3 (repeatable)")
+    r.add_argument("--isolate", action="store_true",
+                   help="run every custom agent in a process of its own, with a deadline per call")
+    r.add_argument("--trust", action="store_true",
+                   help="run file.py agents in this process (they are isolated by default)")
+    r.add_argument("--agent-timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="deadline per act() call of an isolated agent (default 5)")
     r.add_argument("--threads", type=_positive, help="numba threads (default: all cores)")
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ip = sub.add_parser("init-policy", help="save a fresh (untrained) neural policy for an arena")
+    ip.add_argument("arena")
+    ip.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
+    ip.add_argument("--hidden", type=_positive, default=128)
+    ip.add_argument("--seed", type=_seed, default=0)
+    ip.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option")
+    ip.add_argument("--out", required=True, help="where to write NAME.safetensors (+ NAME.json)")
 
     b = sub.add_parser("bench", help="engine throughput beside PettingZoo's own games, same run")
     b.add_argument("--arenas", default="connect4,battle", help="comma-separated (default connect4,battle)")
@@ -123,17 +139,47 @@ def _make_game(arena: str, matches: int, options: dict):
     return spec, game
 
 
-def _make_agents(names: list[str], game) -> list:
-    from agents.registry import UnknownAgent, make_agent
+def _make_agents(specs: list[str], names: list[str], game, arena: str, options: dict, args, seed: int = 0):
+    """Load every agent; isolated ones get a process of their own (see ``server.isolated``)."""
+    from agents.loader import kind, load_agent, split_agent_args
+    from agents.registry import UnknownAgent
 
+    try:
+        agent_args = split_agent_args(getattr(args, "agent_arg", None), names)
+    except ValueError as exc:
+        raise UsageError(f"arena run: {exc}") from None
     out = []
-    for name in names:
-        try:
-            out.append(make_agent(name.split("#")[0], game))
-        except UnknownAgent as exc:
-            raise UsageError(f"arena: {exc}") from None
-        out[-1].name = name
+    try:
+        for spec, name in zip(specs, names):
+            how = kind(spec)
+            isolate = (how == "file" and not args.trust) or (args.isolate and how in ("file", "module", "entry_point"))
+            if isolate:
+                from server.isolated import IsolatedAgent
+                agent = IsolatedAgent(spec, arena, options, seed=seed, args=agent_args[name],
+                                      timeout=args.agent_timeout)
+            else:
+                agent = load_agent(spec, game, seed=seed, args=agent_args[name])
+            agent.name = name
+            out.append(agent)
+    except UnknownAgent as exc:
+        for agent in out:
+            agent.close()
+        raise UsageError(f"arena: {exc}") from None
     return out
+
+
+def _warm_up(agents: list, warm_game) -> None:
+    """One act() per agent on a one-match game, so JIT compiles happen before the clock starts."""
+    from agents.check import AgentFault
+
+    rows = warm_game.active.reshape(-1)
+    obs = warm_game.obs.reshape((-1,) + warm_game.obs_shape)[rows]
+    mask = warm_game.action_mask.reshape(rows.size, -1)[rows]
+    for agent in agents:
+        try:
+            agent.act(obs, mask)
+        except (Exception, AgentFault):
+            pass  # faults are the run's business: they show up there, with the forfeits
 
 
 def format_table(summary: dict, stat_names: Sequence[str]) -> str:
@@ -163,7 +209,7 @@ def cmd_run(args) -> int:
     import numba
 
     from server.match import MatchRunner
-    from server.options import parse_options
+    from simcore.options import parse_options
 
     try:
         options = parse_options(args.option)
@@ -175,12 +221,17 @@ def cmd_run(args) -> int:
 
     t0 = time.perf_counter()
     spec, game = _make_game(args.arena, args.matches, options)
-    agents = _make_agents(names, game)
-    # Compile (or load from numba's cache) every kernel on a one-match copy, so the timed play is play.
+    specs = [n.split("#")[0] for n in names]
+    agents = _make_agents(specs, names, game, args.arena, options, args, seed=args.seed)
+    # Compile (or load from numba's cache) the engine and the agents on a one-match copy first,
+    # so that the timed play is play.
     _, warm = _make_game(args.arena, 1, options)
-    warm_runner = MatchRunner(warm, _make_agents(names, warm))
+    from agents.registry import make_agent
+    warm_runner = MatchRunner(warm, [make_agent("random", warm)])
     warm_runner.reset(args.seed)
     warm_runner.play(steps=2)
+    warm.reset(seed=args.seed)
+    _warm_up(agents, warm)
     compile_seconds = time.perf_counter() - t0
 
     runner = MatchRunner(game, agents, names)
@@ -207,12 +258,16 @@ def cmd_run(args) -> int:
         runner.play(games=args.games, steps=args.steps, on_step=on_step)
     except KeyboardInterrupt:
         print("interrupted: summary so far", file=sys.stderr)
+    finally:
+        runner.close()
     seconds = time.perf_counter() - t1
     if bar is not None:
         bar.close()
     summary = runner.summary(args.arena, seconds, seed=args.seed, options=options,
                              compile_seconds=round(compile_seconds, 3), threads=numba.get_num_threads())
     print(format_table(summary, game.stat_names))
+    for f in summary["forfeits"]:
+        print(f"forfeit: {f['agent']} lost {f['matches']} matches in {f['arena']}: {f['reason']}")
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -234,7 +289,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench}
+def cmd_init_policy(args) -> int:
+    from agents.neural import NeuralAgent
+    from simcore.options import parse_options
+
+    try:
+        options = parse_options(args.option)
+    except ValueError as exc:
+        raise UsageError(f"arena init-policy: {exc}") from None
+    _, game = _make_game(args.arena, 1, options)
+    agent = NeuralAgent(game, seed=args.seed, arch=args.arch, hidden=args.hidden, device="cpu")
+    path = agent.save(args.out)
+    print(f"saved an untrained {args.arch} policy for {args.arena} to {path} (+ {path.with_suffix('.json').name})")
+    print(f"use it: arena run {args.arena} --agents ckpt:{path},random")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench, "init-policy": cmd_init_policy}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,22 +1,33 @@
 """Playing matches in one process: who sits where, asking each agent for its rows, keeping score.
 
-This is the pure logic under ``arena run`` (and, later, under the game server): no sockets here.
+This is the pure logic under ``arena run`` (and, later, under the game server): no sockets here,
+except through agents that run isolated in a process of their own (``server.isolated``).
 
 Seating: with two agents, even match slots seat agent 0 as team 0 and agent 1 as team 1, odd slots the
 other way round, so each side plays first (connect4) or on the left (battle) equally often. With more
 agents, slots cycle through every ordered pair of distinct agents (a round robin, both orientations).
+
+Faults: an agent that raises, returns the wrong shape or dtype, NaN, an out-of-range action or, in
+connect4, a masked one, forfeits the matches concerned (all of its rows in that call for a whole-answer
+fault, only the bad rows' matches otherwise): the match counts as a loss for it and a win for the
+opponent, is listed under ``forfeits`` with the reason, and its slot starts a new match. An isolated
+agent that hangs past its deadline or whose process dies is disqualified: that call's matches and every
+later one it would play are forfeited. Everyone else's matches go on untouched.
 """
 from __future__ import annotations
 
 import itertools
-import time
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from agents.base import Agent
+from agents.check import AgentFault, validate_actions
 from simcore.game import DRAW, BatchedGame
+
+FORFEIT = -2  # a pseudo-team in the forfeit bookkeeping: "nobody forfeited"
 
 
 @dataclass
@@ -24,6 +35,7 @@ class AgentTotals:
     wins: int = 0
     losses: int = 0
     draws: int = 0
+    forfeits: int = 0
     stats: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -31,7 +43,8 @@ class AgentTotals:
         return self.wins + self.losses + self.draws
 
     def as_dict(self) -> dict:
-        d = {"wins": self.wins, "losses": self.losses, "draws": self.draws, "games": self.games}
+        d = {"wins": self.wins, "losses": self.losses, "draws": self.draws, "games": self.games,
+             "forfeits": self.forfeits}
         d.update({k: (int(v) if float(v).is_integer() else float(v)) for k, v in self.stats.items()})
         return d
 
@@ -44,11 +57,14 @@ def seat_plan(num_matches: int, num_agents: int, num_teams: int) -> np.ndarray:
         return np.zeros((num_matches, num_teams), dtype=np.int64)
     if num_teams != 2:
         raise ValueError(f"seating for {num_teams} teams is not supported yet")
-    pairs = [(i, j) for i, j in itertools.permutations(range(num_agents), 2)]
-    if num_agents == 2:
-        pairs = [(0, 1), (1, 0)]
-    plan = np.array([pairs[m % len(pairs)] for m in range(num_matches)], dtype=np.int64)
-    return plan
+    pairs = [(0, 1), (1, 0)] if num_agents == 2 else list(itertools.permutations(range(num_agents), 2))
+    return np.array([pairs[m % len(pairs)] for m in range(num_matches)], dtype=np.int64)
+
+
+def _overrides(agent, hook: str) -> bool:
+    """Whether ``agent`` wants ``hook`` called (isolated agents forward hooks to their process)."""
+    fn = getattr(type(agent), hook, None)
+    return getattr(agent, "isolated", False) or (fn is not None and fn is not getattr(Agent, hook))
 
 
 class MatchRunner:
@@ -60,10 +76,12 @@ class MatchRunner:
     index); ``steps=T`` stops after T batched steps. With both, whichever comes first.
     """
 
-    def __init__(self, game: BatchedGame, agents: list[Agent], names: list[str] | None = None):
+    def __init__(self, game: BatchedGame, agents: list[Agent], names: list[str] | None = None,
+                 warn: Callable[[str], None] | None = None):
         self.game = game
         self.agents = agents
         self.names = names or [a.name for a in agents]
+        self.warn = warn or (lambda text: print(text, file=sys.stderr))
         n, a = game.num_matches, game.num_agents
         self.team_agent = seat_plan(n, len(agents), game.num_teams)
         self.seat_owner = self.team_agent[:, game.seat_team]          # (N, A)
@@ -72,57 +90,190 @@ class MatchRunner:
         self._mask_flat = game.action_mask.reshape(n * a, -1)
         self._actions = np.zeros((n, a), dtype=np.int64)
         self._actions_flat = self._actions.reshape(-1)
+        self._hooks_end = [_overrides(ag, "on_match_end") for ag in agents]
+        self._hooks_start = [_overrides(ag, "on_match_start") for ag in agents]
         self.totals = [AgentTotals(stats={s: 0.0 for s in game.stat_names}) for _ in agents]
         self.pairings: dict[tuple[int, int], list[int]] = {}
+        self.forfeit_log: dict[tuple[int, str], int] = {}   # (agent, reason) -> matches forfeited
+        self.disqualified: dict[int, str] = {}
         self.counted = np.zeros(n, dtype=np.bool_)
         self.games = 0
         self.steps = 0
         self.agent_steps = 0
-        self.outcomes: list[tuple[int, int, int]] = []   # (slot, winner team, length) in the order counted
+        self._outcome_chunks: list[np.ndarray] = []
+        self._forfeit_team = np.full(n, FORFEIT, dtype=np.int64)   # per slot this step: the team that forfeits
+        self._forfeit_len = np.zeros(n, dtype=np.int64)
 
     def reset(self, seed: int) -> None:
         self.game.reset(seed=seed)
         for agent, ss in zip(self.agents, np.random.SeedSequence(seed).spawn(len(self.agents))):
             agent.reset(int(ss.generate_state(1)[0]))
+        slots = np.arange(self.game.num_matches)
+        for i, agent in enumerate(self.agents):
+            if self._hooks_start[i]:
+                agent.on_match_start(slots[(self.team_agent == i).any(axis=1)])
 
+    # -- faults ------------------------------------------------------------------------------------
+    def _forfeit(self, i: int, rows: np.ndarray, reason: str) -> None:
+        """Agent ``i`` forfeits the matches of ``rows`` (flat (match, seat) indices)."""
+        slots = np.unique(rows // self.game.num_agents)
+        team = np.argmax(self.team_agent[slots] == i, axis=1)
+        fresh = self._forfeit_team[slots] == FORFEIT
+        both = ~fresh & (self._forfeit_team[slots] != team)
+        self._forfeit_team[slots[fresh]] = team[fresh]
+        self._forfeit_team[slots[both]] = DRAW - 10   # both sides forfeited this step
+        key = (i, reason)
+        if key not in self.forfeit_log:
+            self.warn(f"arena: agent {self.names[i]!r} in {self.game.name!r} {reason}; "
+                      f"it forfeits the matches concerned and the run goes on")
+        self.forfeit_log[key] = self.forfeit_log.get(key, 0) + int(slots.size)
+        # a legal stand-in move keeps the engine's rules intact until the slot is reset after the step
+        self._actions_flat[rows] = np.argmax(self._mask_flat[rows] != 0, axis=1)
+
+    def _take(self, i: int, rows: np.ndarray, out) -> None:
+        try:
+            actions, bad = validate_actions(out, self._mask_flat[rows])
+        except AgentFault as exc:
+            self._forfeit(i, rows, str(exc))
+            return
+        self._actions_flat[rows] = actions
+        for reason, rows_bad in bad.items():
+            self._forfeit(i, rows[rows_bad], reason)
+
+    # -- one step ----------------------------------------------------------------------------------
     def step(self) -> np.ndarray:
         """One batched step: every agent acts on its active rows, the game steps. Returns finished slots."""
         game = self.game
         active = game.active.reshape(-1)
         self.agent_steps += int(np.count_nonzero(active))
+        self._forfeit_team[:] = FORFEIT
+        single = len(self.agents) == 1
+        asked: list[tuple[int, np.ndarray]] = []
         for i, agent in enumerate(self.agents):
-            rows = np.flatnonzero(active & (self._owner_flat == i)) if len(self.agents) > 1 else np.flatnonzero(active)
+            rows = np.flatnonzero(active) if single else np.flatnonzero(active & (self._owner_flat == i))
             if rows.size == 0:
                 continue
-            out = np.asarray(agent.act(self._obs_flat[rows], self._mask_flat[rows]))
-            if out.shape != (rows.size,) or out.dtype.kind not in "iu":
-                raise ValueError(f"agent {self.names[i]!r} returned {out.dtype}{list(out.shape)}; "
-                                 f"expected integer actions of shape ({rows.size},)")
-            self._actions_flat[rows] = out
+            if i not in self.disqualified and getattr(self.agents[i], "fault", None):
+                self.disqualified[i] = self.agents[i].fault
+            if i in self.disqualified:
+                self._forfeit(i, rows, self.disqualified[i])
+                continue
+            asked.append((i, rows))
+        # isolated agents first, so they think while the in-process agents act
+        for i, rows in asked:
+            agent = self.agents[i]
+            if getattr(agent, "isolated", False):
+                try:
+                    agent.send(self._obs_flat[rows], self._mask_flat[rows])
+                except AgentFault as exc:
+                    self.disqualified[i] = str(exc)
+                    self._forfeit(i, rows, str(exc))
+        for i, rows in asked:
+            agent = self.agents[i]
+            if getattr(agent, "isolated", False):
+                continue
+            try:
+                out = agent.act(self._obs_flat[rows], self._mask_flat[rows])
+            except Exception as exc:
+                self._forfeit(i, rows, _describe(exc))
+                continue
+            self._take(i, rows, out)
+        for i, rows in asked:
+            agent = self.agents[i]
+            if not getattr(agent, "isolated", False) or i in self.disqualified:
+                continue
+            try:
+                out = agent.wait()
+            except AgentFault as exc:
+                if agent.fault is not None:
+                    self.disqualified[i] = agent.fault
+                self._forfeit(i, rows, str(exc))
+                continue
+            self._take(i, rows, out)
         game.step(self._actions)
         self.steps += 1
-        return np.flatnonzero(game.episode_done)
+        forfeited = np.flatnonzero(self._forfeit_team != FORFEIT)
+        if forfeited.size:
+            # slots that ended by the rules this same step were reset already; the rest restart now
+            self._forfeit_len[forfeited] = np.where(game.episode_done[forfeited], game.episode_length[forfeited],
+                                                    game.step_count[forfeited])
+            game.reset_matches(forfeited[~game.episode_done[forfeited]])
+            finished = np.union1d(np.flatnonzero(game.episode_done), forfeited)
+        else:
+            finished = np.flatnonzero(game.episode_done)
+        return finished
 
-    def record(self, slots: np.ndarray) -> None:
-        game = self.game
-        for m in slots.tolist():
-            winner = int(game.episode_winner[m])
-            seated = self.team_agent[m]
-            for team, ag in enumerate(seated.tolist()):
-                t = self.totals[ag]
-                if winner == DRAW:
-                    t.draws += 1
-                elif winner == team:
-                    t.wins += 1
-                else:
-                    t.losses += 1
-                for k, s in enumerate(game.stat_names):
-                    t.stats[s] += float(game.episode_stats[m, team, k])
-            key = (int(seated[0]), int(seated[1])) if len(seated) > 1 else (int(seated[0]), int(seated[0]))
-            rec = self.pairings.setdefault(key, [0, 0, 0])   # team-0 wins, team-1 wins, draws
-            rec[2 if winner == DRAW else winner] += 1
-            self.outcomes.append((m, winner, int(game.episode_length[m])))
-            self.games += 1
+    # -- scores --------------------------------------------------------------------------------------
+    def record(self, slots: np.ndarray, all_finished: np.ndarray | None = None) -> None:
+        """Count the games of ``slots``; tell agents about every slot in ``all_finished``.
+
+        Vectorised over the slots: per-agent totals grow by ``bincount`` per team.
+        """
+        if slots.size:
+            game, k = self.game, len(self.agents)
+            ff = self._forfeit_team[slots]
+            natural = ff == FORFEIT
+            both = ~natural & (ff < 0)
+            winner = np.where(natural, game.episode_winner[slots].astype(np.int64),
+                              np.where(both, DRAW, 1 - ff))
+            length = np.where(natural, game.episode_length[slots], self._forfeit_len[slots])
+            seated = self.team_agent[slots]
+            count = lambda sel, ag: np.bincount(ag[sel], minlength=k)
+            for team in range(seated.shape[1]):
+                ag = seated[:, team]
+                lost_by_forfeit = ~natural & ((ff == team) | both)
+                wins = count(winner == team, ag)
+                losses = count((winner != team) & (winner != DRAW) | lost_by_forfeit, ag)
+                draws = count((winner == DRAW) & ~lost_by_forfeit, ag)
+                forfeits = count(lost_by_forfeit, ag)
+                stats = [np.bincount(ag[natural], weights=game.episode_stats[slots[natural], team, j], minlength=k)
+                         for j in range(len(game.stat_names))]
+                for i, t in enumerate(self.totals):
+                    t.wins += int(wins[i])
+                    t.losses += int(losses[i])
+                    t.draws += int(draws[i])
+                    t.forfeits += int(forfeits[i])
+                    for j, name in enumerate(game.stat_names):
+                        t.stats[name] += float(stats[j][i])
+            pair = seated[:, 0] * k + seated[:, -1]
+            cat = np.where(winner == DRAW, 2, winner)
+            table = np.bincount(pair * 3 + cat, minlength=k * k * 3).reshape(k * k, 3)
+            for p in np.flatnonzero(table.sum(axis=1)):
+                rec = self.pairings.setdefault((int(p // k), int(p % k)), [0, 0, 0])  # team-0 wins, team-1 wins, draws
+                for c in range(3):
+                    rec[c] += int(table[p, c])
+            self._outcome_chunks.append(np.stack([slots, winner, length], axis=1))
+            self.games += int(slots.size)
+        self._tell_agents(slots if all_finished is None else all_finished)
+
+    @property
+    def outcomes(self) -> list[tuple[int, int, int]]:
+        """``(slot, winning team or -1, length)`` of every counted game, in the order counted."""
+        if not self._outcome_chunks:
+            return []
+        return [tuple(r) for r in np.concatenate(self._outcome_chunks).tolist()]
+
+    def _tell_agents(self, finished: np.ndarray) -> None:
+        if finished.size == 0 or not (any(self._hooks_end) or any(self._hooks_start)):
+            return
+        seated = self.team_agent[finished]                     # (F, T)
+        ff = self._forfeit_team[finished]
+        winner = np.where(ff == FORFEIT, self.game.episode_winner[finished].astype(np.int64),
+                          np.where(ff < 0, DRAW, 1 - ff))
+        for i, agent in enumerate(self.agents):
+            if i in self.disqualified:
+                continue
+            sits = (seated == i)
+            mine = sits.any(axis=1)
+            if not mine.any():
+                continue
+            team = np.argmax(sits[mine], axis=1)
+            w = winner[mine]
+            outcome = np.where(w == DRAW, 0, np.where(w == team, 1, -1)).astype(np.int8)
+            if self._hooks_end[i]:
+                agent.on_match_end(finished[mine], outcome)
+            if self._hooks_start[i]:
+                agent.on_match_start(finished[mine])
 
     def play(self, games: int | None = None, steps: int | None = None,
              on_step: Callable[["MatchRunner", int], None] | None = None) -> None:
@@ -134,22 +285,32 @@ class MatchRunner:
                 break
             if target is not None and self.games >= target:
                 break
-            finished = self.step()
+            all_finished = self.step()
+            finished = all_finished
             if each_once:
                 finished = finished[~self.counted[finished]]
                 self.counted[finished] = True
             if target is not None and finished.size > target - self.games:
                 finished = finished[: target - self.games]
             before = self.games
-            self.record(finished)
+            self.record(finished, all_finished)
             if on_step is not None:
                 on_step(self, self.games - before)
+
+    def close(self) -> None:
+        for agent in self.agents:
+            try:
+                agent.close()
+            except Exception:
+                pass
 
     def summary(self, arena: str, seconds: float, **extra) -> dict:
         results = {name: t.as_dict() for name, t in zip(self.names, self.totals)}
         pairings = {}
         for (i, j), (w0, w1, d) in sorted(self.pairings.items()):
             pairings[f"{self.names[i]} vs {self.names[j]}"] = {"first_wins": w0, "second_wins": w1, "draws": d}
+        forfeits = [{"agent": self.names[i], "arena": arena, "reason": reason, "matches": count}
+                    for (i, reason), count in self.forfeit_log.items()]
         out = {
             "arena": arena,
             "matches": self.games,
@@ -160,12 +321,16 @@ class MatchRunner:
             "agent_steps_per_s": round(self.agent_steps / seconds, 1) if seconds > 0 else None,
             "results": results,
             "pairings": pairings,
+            "forfeits": forfeits,
         }
         out.update(extra)
         return out
 
 
-def timed(fn, *args, **kwargs):
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+def _describe(exc: BaseException) -> str:
+    import os
+    import traceback
+
+    tb = traceback.extract_tb(exc.__traceback__)
+    at = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return f"raised {type(exc).__name__}: {exc}{at}"

@@ -19,8 +19,11 @@ Message types (``type``) and what they carry:
 type         arrays                   meta
 ============ ======================== ======================================================
 ``hello``    -                        ``{"role": str, ...}``: a peer announces itself
+``reset``    -                        ``{"seed": int}``: start of play
 ``act``      ``obs``, ``mask``        ask a policy for one action per row
 ``actions``  ``actions``              the reply to ``act``, same ``seq``
+``match_start`` ``slots``             matches began in these batch slots (no reply)
+``match_end`` ``slots``, ``outcomes``  matches ended: +1 won, 0 draw, -1 lost (no reply)
 ``error``    -                        ``{"error": str}``: the reply when acting failed
 ``heartbeat`` -                       ``{}``: liveness, both ways
 ``bye``      -                        ``{}``: an orderly goodbye
@@ -41,7 +44,7 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_ARRAYS = 32
 MAX_NDIM = 8
-TYPES = frozenset({"hello", "act", "actions", "error", "heartbeat", "bye"})
+TYPES = frozenset({"hello", "reset", "act", "actions", "match_start", "match_end", "error", "heartbeat", "bye"})
 #: the dtypes that may cross the wire; never object, never structured
 DTYPES = frozenset({"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                     "float16", "float32", "float64"})

@@ -128,11 +128,26 @@ class BatchedGame:
         self._step()
         return self.obs, self.rewards, self.terminations, self.truncations
 
+    def reset_matches(self, slots) -> None:
+        """Start a fresh match in the given slots only (after a forfeit, say), each from its own RNG
+        stream; the other matches are untouched. ``episode_*`` rows are not written for them."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if slots.size == 0:
+            return
+        which = np.zeros(self.num_matches, dtype=np.bool_)
+        which[slots] = True
+        self._reset_some(which)
+
     # -- what subclasses implement -----------------------------------------------------------------
     def _reset_all(self) -> None:
         raise NotImplementedError
 
     def _step(self) -> None:
+        raise NotImplementedError
+
+    def _reset_some(self, which: np.ndarray) -> None:
+        """Reset the matches where ``which`` (``(N,)`` bool) is True: new position, obs, mask,
+        active, ``step_count`` 0; rewards and flags of those rows cleared."""
         raise NotImplementedError
 
     def snapshot(self, match: int) -> dict[str, np.ndarray]:

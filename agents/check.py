@@ -1,0 +1,93 @@
+"""Validating what an agent returns, and ``check_agent``: run it on your own agent before a match.
+
+    from agents.check import check_agent
+    check_agent(MyBot(), "connect4")      # raises AssertionError saying what to fix, or returns quietly
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class AgentFault(Exception):
+    """An agent's whole answer is unusable (it raised, or returned the wrong shape or dtype)."""
+
+
+def validate_actions(out, mask: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Check an agent's answer for ``mask`` (``(B, num_actions)``).
+
+    Returns ``(actions, bad)``: ``actions`` as int64 ``(B,)`` and ``bad`` mapping a reason to the
+    boolean rows it concerns (NaN, out of range, masked action). Raises ``AgentFault`` when the answer
+    as a whole is unusable (not an array of B numbers, or a non-numeric dtype).
+    """
+    rows, num_actions = mask.shape
+    try:
+        arr = np.asarray(out)
+    except Exception as exc:  # e.g. a ragged list
+        raise AgentFault(f"returned something that is not an array ({type(out).__name__}: {exc})") from None
+    if arr.dtype == object or arr.dtype.kind not in "iuf":
+        raise AgentFault(f"returned dtype {arr.dtype}; actions must be integers")
+    if arr.shape != (rows,):
+        raise AgentFault(f"returned shape {arr.shape}; expected ({rows},), one action per row")
+    bad: dict[str, np.ndarray] = {}
+    if arr.dtype.kind == "f":
+        nan = ~np.isfinite(arr)
+        if nan.any():
+            bad["returned NaN or infinity"] = nan
+        whole = np.isfinite(arr) & (arr != np.floor(arr))
+        if whole.any():
+            bad["returned a fractional action"] = whole
+        arr = np.where(np.isfinite(arr) & ~whole, arr, -1).astype(np.int64)
+    else:
+        arr = arr.astype(np.int64, copy=False)
+    out_of_range = (arr < 0) | (arr >= num_actions)
+    for rows_bad in bad.values():
+        out_of_range &= ~rows_bad
+    if out_of_range.any():
+        bad[f"returned an action out of range 0..{num_actions - 1}"] = out_of_range
+    safe = np.where((arr >= 0) & (arr < num_actions), arr, 0)
+    illegal = (mask[np.arange(rows), safe] == 0)
+    for rows_bad in bad.values():
+        illegal &= ~rows_bad
+    if illegal.any():
+        bad["chose a masked (illegal) action"] = illegal
+    return arr, bad
+
+
+def check_agent(agent, arena, num_matches: int = 64, steps: int = 60, seed: int = 0) -> None:
+    """Play ``agent`` against itself on ``arena`` (a name or a ``BatchedGame``) and check every answer.
+
+    Raises ``AssertionError`` with what to fix: exceptions from ``act`` (with their traceback),
+    wrong shapes or dtypes, NaN, out-of-range or illegal actions.
+    """
+    import traceback
+
+    if isinstance(arena, str):
+        import arenas
+        game = arenas.make(arena, num_matches=num_matches, seed=seed)
+    else:
+        game = arena
+        game.reset(seed=seed)
+    who = f"agent {getattr(agent, 'name', type(agent).__name__)!r} on {game.name!r}"
+    assert hasattr(agent, "act") and callable(agent.act), f"{who}: an agent needs an act(obs, mask) method"
+    if hasattr(agent, "reset"):
+        agent.reset(seed)
+    obs_flat = game.obs.reshape((-1,) + game.obs_shape)
+    mask_flat = game.action_mask.reshape(obs_flat.shape[0], -1)
+    actions = game.actions.reshape(-1)
+    for step in range(steps):
+        rows = np.flatnonzero(game.active.reshape(-1))
+        obs, mask = obs_flat[rows], mask_flat[rows]
+        try:
+            out = agent.act(obs, mask)
+        except Exception:
+            raise AssertionError(f"{who}: act raised at step {step}:\n{traceback.format_exc()}") from None
+        try:
+            arr, bad = validate_actions(out, mask)
+        except AgentFault as exc:
+            raise AssertionError(f"{who}: act {exc} at step {step} (obs {obs.shape} {obs.dtype})") from None
+        for reason, rows_bad in bad.items():
+            i = int(np.flatnonzero(rows_bad)[0])
+            raise AssertionError(f"{who}: act {reason} at step {step}: row {i} got {out[i]!r} "
+                                 f"with mask {mask[i].tolist()}")
+        actions[rows] = arr
+        game.step(game.actions)

@@ -1,0 +1,101 @@
+"""The process an isolated agent runs in: ``python -m server.agent_host ...`` (started by ``IsolatedAgent``).
+
+It builds the arena (one match, for the agent's spaces), loads the agent, says ``hello`` (or ``error``
+with why it could not), then answers each ``act`` with ``actions`` or ``error``, over one ZeroMQ PAIR
+socket and the protocol in ``server.protocol``. It exits on ``bye`` or when its parent goes away.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+import numpy as np
+import zmq
+
+from server.protocol import DTYPES, Message, ProtocolError, decode, encode
+
+PARENT_POLL_MS = 1000
+
+
+def where(exc: BaseException) -> str:
+    """``file.py:LINE in func`` of the innermost frame of ``exc``."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    if not tb:
+        return "?"
+    f = tb[-1]
+    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
+
+
+def describe(exc: BaseException) -> str:
+    return f"raised {type(exc).__name__}: {exc} (at {where(exc)})"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--endpoint", required=True)
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--arena", required=True)
+    ap.add_argument("--options", default="{}")
+    ap.add_argument("--args", default="{}")
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    parent = os.getppid()
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PAIR)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(a.endpoint)
+    try:
+        import arenas
+        from agents.loader import load_agent
+
+        game = arenas.get(a.arena).game(num_matches=1, **json.loads(a.options))
+        agent = load_agent(a.spec, game, seed=a.seed, args=json.loads(a.args))
+    except BaseException as exc:  # report any load failure to the parent, then leave
+        sock.send_multipart(encode(Message("error", meta={"error": str(exc) if exc.args else describe(exc)})))
+        return 1
+    sock.send_multipart(encode(Message("hello", meta={"role": "agent", "pid": os.getpid()})))
+
+    while True:
+        if not sock.poll(PARENT_POLL_MS):
+            if os.getppid() != parent:  # orphaned: the parent died without saying bye
+                return 0
+            continue
+        try:
+            msg = decode(sock.recv_multipart(copy=False))
+        except ProtocolError as exc:
+            sock.send_multipart(encode(Message("error", meta={"error": f"bad request: {exc}"})))
+            continue
+        if msg.type == "bye":
+            getattr(agent, "close", lambda: None)()
+            return 0
+        if msg.type == "reset":
+            agent.reset(int(msg.meta.get("seed", 0)))
+            continue
+        if msg.type in ("match_start", "match_end"):
+            try:
+                if msg.type == "match_start":
+                    agent.on_match_start(msg.arrays["slots"])
+                else:
+                    agent.on_match_end(msg.arrays["slots"], msg.arrays["outcomes"])
+            except Exception:
+                pass  # a failing hook costs the agent nothing but its own bookkeeping
+            continue
+        if msg.type != "act":
+            continue
+        try:
+            out = np.asarray(agent.act(msg.arrays["obs"], msg.arrays["mask"]))
+            if out.dtype.name not in DTYPES:
+                raise TypeError(f"returned dtype {out.dtype}; actions must be integers")
+            reply = Message("actions", seq=msg.seq, arrays={"actions": out})
+        except Exception as exc:
+            text = str(exc) if isinstance(exc, TypeError) and str(exc).startswith("returned") else describe(exc)
+            reply = Message("error", seq=msg.seq, meta={"error": text})
+        sock.send_multipart(encode(reply), copy=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
