@@ -17,6 +17,7 @@ later one it would play are forfeited. Everyone else's matches go on untouched.
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,6 +26,7 @@ import numpy as np
 
 from agents.base import Agent
 from agents.check import AgentFault, validate_actions
+from agents.loader import adapt
 from simcore.game import DRAW, BatchedGame
 
 FORFEIT = -2  # a pseudo-team in the forfeit bookkeeping: "nobody forfeited"
@@ -79,8 +81,8 @@ class MatchRunner:
     def __init__(self, game: BatchedGame, agents: list[Agent], names: list[str] | None = None,
                  warn: Callable[[str], None] | None = None):
         self.game = game
-        self.agents = agents
-        self.names = names or [a.name for a in agents]
+        self.agents = [adapt(a) for a in agents]   # objects with only act() get the optional methods
+        self.names = names or [getattr(a, "name", f"agent{i}") for i, a in enumerate(agents)]
         self.warn = warn or (lambda text: print(text, file=sys.stderr))
         n, a = game.num_matches, game.num_agents
         self.team_agent = seat_plan(n, len(agents), game.num_teams)
@@ -95,6 +97,7 @@ class MatchRunner:
         self.totals = [AgentTotals(stats={s: 0.0 for s in game.stat_names}) for _ in agents]
         self.pairings: dict[tuple[int, int], list[int]] = {}
         self.forfeit_log: dict[tuple[int, str], int] = {}   # (agent, reason) -> matches forfeited
+        self._forfeit_kinds: dict[tuple[int, str], str] = {}
         self.disqualified: dict[int, str] = {}
         self.counted = np.zeros(n, dtype=np.bool_)
         self.games = 0
@@ -122,10 +125,12 @@ class MatchRunner:
         both = ~fresh & (self._forfeit_team[slots] != team)
         self._forfeit_team[slots[fresh]] = team[fresh]
         self._forfeit_team[slots[both]] = DRAW - 10   # both sides forfeited this step
-        key = (i, reason)
-        if key not in self.forfeit_log:
+        kind = (i, re.sub(r"\d+", "#", reason))   # the same fault with other numbers is one entry
+        if kind not in self._forfeit_kinds:
+            self._forfeit_kinds[kind] = reason
             self.warn(f"arena: agent {self.names[i]!r} in {self.game.name!r} {reason}; "
                       f"it forfeits the matches concerned and the run goes on")
+        key = (i, self._forfeit_kinds[kind])
         self.forfeit_log[key] = self.forfeit_log.get(key, 0) + int(slots.size)
         # a legal stand-in move keeps the engine's rules intact until the slot is reset after the step
         self._actions_flat[rows] = np.argmax(self._mask_flat[rows] != 0, axis=1)

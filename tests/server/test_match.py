@@ -44,13 +44,31 @@ def test_games_target_is_exact_and_deterministic():
     assert outs[0] == outs[1]
 
 
-def test_agent_returning_wrong_shape_is_named():
+def test_a_wrong_shape_forfeits_every_match_of_that_call():
     class Bad:
-        name = "bad"
         def reset(self, seed=None): pass
         def act(self, obs, mask): return np.zeros(3, dtype=np.int64)
     game = arenas.make("connect4", num_matches=8, seed=0)
-    r = MatchRunner(game, [Bad(), make_agent("random", game)], ["bad", "random"])
+    warnings = []
+    r = MatchRunner(game, [Bad(), make_agent("random", game)], ["bad", "random"], warn=warnings.append)
     r.reset(0)
-    with pytest.raises(ValueError, match="agent 'bad' returned"):
-        r.step()
+    r.play()
+    bad, rnd = r.totals
+    assert bad.forfeits == bad.losses == 8 and rnd.wins == 8
+    assert len(warnings) == 1 and "agent 'bad' in 'connect4' returned shape" in warnings[0]
+    # the forfeited slots restarted from an empty board, and only one outcome was counted per slot
+    assert sorted(m for m, _, _ in r.outcomes) == list(range(8))
+
+
+def test_masked_actions_forfeit_only_their_own_matches():
+    class Column3:
+        def act(self, obs, mask): return np.full(len(mask), 3)
+    game = arenas.make("connect4", num_matches=64, seed=0)
+    r = MatchRunner(game, [Column3(), make_agent("random", game)], ["col3", "random"], warn=lambda t: None)
+    r.reset(0)
+    r.play()
+    col3 = r.totals[0]
+    assert 0 < col3.forfeits < 64, "only the matches where column 3 filled up are forfeited"
+    assert r.games == 64
+    [(who, reason)] = list(r.forfeit_log)
+    assert who == 0 and reason == "chose a masked (illegal) action"
