@@ -49,6 +49,11 @@ class Agent:
         """One action per row of ``obs`` (see the module docstring)."""
         raise NotImplementedError
 
+    # def reseed(self, seed: int) -> None:
+    #     Optional. A game server calls it before each batch with a seed derived from (run seed, group,
+    #     step, agent), so that a batch re-sent to another worker after a failure gets the same actions.
+    #     Agents that draw random numbers should implement it to be reproducible in distributed play.
+
     def on_match_start(self, slots: np.ndarray) -> None:
         """Matches began in these batch slots (indices into the match axis)."""
 

@@ -54,6 +54,11 @@ class DuckAgent(Agent):
     def __init__(self, inner: Any):
         self.inner, self.game, self.seed = inner, None, 0
 
+    def __getattr__(self, attr: str):   # anything else (reseed, user extras) is the inner object's
+        if attr == "inner":
+            raise AttributeError(attr)
+        return getattr(self.inner, attr)
+
     def act(self, obs, mask):
         return self.inner.act(obs, mask)
 

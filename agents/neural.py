@@ -103,6 +103,10 @@ class NeuralAgent(Agent):
         super().reset(seed)
         self._gen.manual_seed(int(self.seed) & 0x7FFFFFFFFFFFFFFF)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the sampling stream (per batch in distributed play: re-sent batches act alike)."""
+        self._gen.manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
+
     def _to_device(self, key: str, arr: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(arr))
         if self.device.type != "cuda":

@@ -39,6 +39,10 @@ class RandomAgent(Agent):
         super().reset(seed)
         self.rng = np.random.default_rng(self.seed)
 
+    def reseed(self, seed: int) -> None:
+        """Restart the stream (the game server does this per batch, so a re-sent batch gets the same actions)."""
+        self.rng = np.random.default_rng(seed)
+
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         out = np.empty(mask.shape[0], dtype=np.int64)
         pick_legal_nb(np.ascontiguousarray(mask), self.rng.random(mask.shape[0]), out)

@@ -53,28 +53,64 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="name the arenas and agents on offer")
 
+    def play_args(q, isolation: bool = True):
+        q.add_argument("arena", help="arena name (see 'arena list')")
+        q.add_argument("--matches", type=_positive, default=1024, help="matches played at once (default 1024)")
+        q.add_argument("--agents", default="greedy,random",
+                       help="comma-separated agent names; two agents swap sides every other match, "
+                            "more play a round robin (default greedy,random)")
+        q.add_argument("--seed", type=_seed, default=0, help="seed: same seed, same results (default 0)")
+        q.add_argument("--games", type=_positive, help="stop after this many finished games")
+        q.add_argument("--steps", type=_positive, help="stop after this many batched steps")
+        q.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                       help="arena option, e.g. -o team_size=16 -o map_size=48 (repeatable)")
+        q.add_argument("--agent-arg", action="append", metavar="NAME.KEY=VALUE",
+                       help="argument for one agent's constructor, e.g. --agent-arg Sniper.depth=3 (repeatable)")
+        if isolation:
+            q.add_argument("--isolate", action="store_true",
+                           help="run every custom agent in a process of its own, with a deadline per call")
+            q.add_argument("--trust", action="store_true",
+                           help="run file.py agents in this process (they are isolated by default)")
+            q.add_argument("--agent-timeout", type=float, default=5.0, metavar="SECONDS",
+                           help="deadline per act() call of an isolated agent (default 5)")
+        q.add_argument("--threads", type=_positive, help="numba threads (default: all cores)")
+        q.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     r = sub.add_parser("run", help="play thousands of matches headless and print the results")
-    r.add_argument("arena", help="arena name (see 'arena list')")
-    r.add_argument("--matches", type=_positive, default=1024, help="matches played at once (default 1024)")
-    r.add_argument("--agents", default="greedy,random",
-                   help="comma-separated agent names; two agents swap sides every other match, "
-                        "more play a round robin (default greedy,random)")
-    r.add_argument("--seed", type=_seed, default=0, help="seed: same seed, same results (default 0)")
-    r.add_argument("--games", type=_positive, help="stop after this many finished games")
-    r.add_argument("--steps", type=_positive, help="stop after this many batched steps")
-    r.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
-                   help="arena option, e.g. -o team_size=16 -o map_size=48 (repeatable)")
-    r.add_argument("--agent-arg", action="append", metavar="NAME.KEY=VALUE",
-                   help="argument for one agent's constructor, e.g. --agent-arg Sniper.depth=3 (repeatable)")
-    r.add_argument("--isolate", action="store_true",
-                   help="run every custom agent in a process of its own, with a deadline per call")
-    r.add_argument("--trust", action="store_true",
-                   help="run file.py agents in this process (they are isolated by default)")
-    r.add_argument("--agent-timeout", type=float, default=5.0, metavar="SECONDS",
-                   help="deadline per act() call of an isolated agent (default 5)")
-    r.add_argument("--threads", type=_positive, help="numba threads (default: all cores)")
-    r.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    play_args(r)
+
+    sv = sub.add_parser("serve", help="the game server alone: plays matches, workers connect to act")
+    play_args(sv, isolation=False)
+    sv.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                    help="ROUTER endpoint for workers (default tcp://127.0.0.1:5555; not loopback needs --keys)")
+    sv.add_argument("--stats-bind", help="PUB endpoint for statistics (default: the --bind port + 1)")
+    sv.add_argument("--groups", type=_positive, default=2, help="match groups stepped in turn, to overlap "
+                                                                  "stepping with acting (default 2)")
+    sv.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
+    sv.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
+                                                       "step count to FILE (JSON), to compare runs")
+
+    la = sub.add_parser("launch", help="a game server and N policy workers on this machine")
+    play_args(la, isolation=False)
+    la.add_argument("--workers", type=_positive, default=1, help="policy worker processes (default 1)")
+    la.add_argument("--groups", type=_positive, default=2, help="match groups stepped in turn (default 2)")
+    la.add_argument("--transport", choices=["ipc", "tcp"], default="ipc", help="ipc (default) or tcp on loopback")
+    la.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
+                                                       "step count to FILE (JSON)")
+
+    wk = sub.add_parser("worker", help="a policy worker: serves agents to game servers")
+    wk.add_argument("--connect", action="append", required=True, metavar="ENDPOINT",
+                    help="a game server's endpoint (repeatable: one worker can serve several servers)")
+    wk.add_argument("--agents", help="the agents this worker serves (default: all the server plays)")
+    wk.add_argument("--agent-arg", action="append", metavar="NAME.KEY=VALUE")
+    wk.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
+    wk.add_argument("--join", action="store_true", help="join waiting requests for one agent into one batch")
+    wk.add_argument("--exit-when-done", action="store_true", help="exit when every server has said bye")
+    wk.add_argument("--quiet", action="store_true")
+
+    ky = sub.add_parser("keys", help="make CURVE key pairs (server and client) for non-loopback endpoints")
+    ky.add_argument("dir")
 
     ip = sub.add_parser("init-policy", help="save a fresh (untrained) neural policy for an arena")
     ip.add_argument("arena")
@@ -205,20 +241,46 @@ def format_table(summary: dict, stat_names: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-def cmd_run(args) -> int:
-    import numba
+def _progress(args, label: str):
+    """A tqdm bar on stderr (off when not a terminal or with --no-progress) and its total/unit."""
+    if args.steps is not None and args.games is None:
+        total, unit = args.steps, "steps"
+    else:
+        total, unit = (args.games or args.matches), "games"
+    if args.no_progress:
+        return None, unit
+    from tqdm import tqdm
+    return tqdm(total=total, unit=f" {unit}", desc=label, file=sys.stderr, disable=None,
+                dynamic_ncols=True, leave=False), unit
 
-    from server.match import MatchRunner
+
+def _report(summary: dict, stat_names, args) -> None:
+    print(format_table(summary, stat_names))
+    for f in summary["forfeits"]:
+        print(f"forfeit: {f['agent']} lost {f['matches']} matches in {f['arena']}: {f['reason']}")
+    if args.json:
+        print(json.dumps(summary))
+
+
+def _common(args, command: str):
+    import numba
     from simcore.options import parse_options
 
     try:
         options = parse_options(args.option)
     except ValueError as exc:
-        raise UsageError(f"arena run: {exc}") from None
-    names = _agent_names(args.agents)
+        raise UsageError(f"arena {command}: {exc}") from None
     if args.threads:
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    return options, _agent_names(args.agents)
 
+
+def cmd_run(args) -> int:
+    import numba
+
+    from server.match import MatchRunner
+
+    options, names = _common(args, "run")
     t0 = time.perf_counter()
     spec, game = _make_game(args.arena, args.matches, options)
     specs = [n.split("#")[0] for n in names]
@@ -236,16 +298,7 @@ def cmd_run(args) -> int:
 
     runner = MatchRunner(game, agents, names)
     runner.reset(args.seed)
-    if args.steps is not None and args.games is None:
-        total, unit = args.steps, "steps"
-    else:
-        total, unit = (args.games or args.matches), "games"
-
-    bar = None
-    if not args.no_progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, unit=f" {unit}", desc=f"{args.arena} {args.matches}x", file=sys.stderr,
-                   disable=None, dynamic_ncols=True, leave=False)
+    bar, unit = _progress(args, f"{args.arena} {args.matches}x")
 
     def on_step(r: MatchRunner, new_games: int) -> None:
         if bar is not None:
@@ -265,11 +318,181 @@ def cmd_run(args) -> int:
         bar.close()
     summary = runner.summary(args.arena, seconds, seed=args.seed, options=options,
                              compile_seconds=round(compile_seconds, 3), threads=numba.get_num_threads())
-    print(format_table(summary, game.stat_names))
-    for f in summary["forfeits"]:
-        print(f"forfeit: {f['agent']} lost {f['matches']} matches in {f['arena']}: {f['reason']}")
-    if args.json:
-        print(json.dumps(summary))
+    _report(summary, game.stat_names, args)
+    return 0
+
+
+# -- arena serve / launch / worker / keys ---------------------------------------------------------
+def _check_agents(names: list[str], arena: str, options: dict) -> None:
+    """Fail fast on agents no worker could load (unknown names, missing files)."""
+    from agents.loader import kind
+    from agents.registry import UnknownAgent, make_agent
+    from simcore.plugins import is_file_spec
+
+    _, game = _make_game(arena, 1, options)
+    for n in names:
+        spec = n.split("#")[0]
+        try:
+            how = kind(spec)
+            if how == "builtin":
+                make_agent(spec, game)
+            elif how == "file" and not os.path.isfile(spec.rpartition(":")[0]):
+                raise UnknownAgent(f"cannot load {spec!r}: no such file {spec.rpartition(':')[0]!r}")
+        except UnknownAgent as exc:
+            raise UsageError(f"arena: {exc}") from None
+
+
+def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=None, keys=None, on_ready=None):
+    import numba
+
+    from server.gameserver import GameServer
+
+    t0 = time.perf_counter()
+    try:
+        server = GameServer(args.arena, names, args.matches, seed=args.seed, options=options, bind=bind,
+                            stats_bind=stats_bind, groups=args.groups, keys_dir=keys, games=args.games,
+                            steps=args.steps)
+    except ValueError as exc:
+        raise UsageError(f"arena: {exc}") from None
+    except Exception as exc:  # zmq errors: address in use, bad endpoint
+        raise UsageError(f"arena: cannot bind {bind}: {exc}") from None
+    compile_seconds = time.perf_counter() - t0
+    bar, unit = _progress(args, f"{args.arena} {args.matches}x")
+    last = [0.0]
+
+    def on_progress(srv, new_games: int) -> None:
+        if bar is None:
+            return
+        if unit == "games":
+            bar.update(new_games)
+        now = time.perf_counter()
+        if now - last[0] > 0.5:
+            last[0] = now
+            st = srv.stats()
+            if unit == "steps":
+                bar.n = max(g.runner.steps for g in srv.groups)
+            bar.set_postfix_str(f"{st['agent_steps_per_s'] / 1e6:.2f} M agent-steps/s, {st['matches_per_s']:.0f} "
+                                f"matches/s, waiting {100 * st['wait_s'] / max(now - srv.started, 1e-9):.0f}%, "
+                                f"queue {st['queue']}, workers {st['workers']}")
+
+    server.on_progress = on_progress
+    if on_ready is not None:
+        on_ready(server)
+    try:
+        summary = server.serve()
+    except KeyboardInterrupt:
+        print("interrupted: summary so far", file=sys.stderr)
+        server.seconds = time.perf_counter() - server.started
+        summary = server.summary()
+    finally:
+        server.close()
+        if bar is not None:
+            bar.close()
+    summary.update(seed=args.seed, options=options, compile_seconds=round(compile_seconds, 3),
+                   threads=numba.get_num_threads())
+    if getattr(args, "outcomes", None):
+        with open(args.outcomes, "w") as fh:
+            json.dump({"outcomes": server.outcomes(),
+                       "step_counts": [g.runner.game.step_count.tolist() for g in server.groups],
+                       "steps": [g.runner.steps for g in server.groups]}, fh)
+    return summary, server.stat_names
+
+
+def cmd_serve(args) -> int:
+    options, names = _common(args, "serve")
+    _check_agents(names, args.arena, options)
+    print(f"arena serve: {args.arena}, {args.matches} matches, agents {', '.join(names)}; "
+          f"workers connect to {args.bind}", file=sys.stderr)
+    summary, stat_names = _run_server(args, options, names, args.bind, args.stats_bind, args.keys)
+    _report(summary, stat_names, args)
+    return 0
+
+
+def cmd_launch(args) -> int:
+    import signal
+    import subprocess
+    import tempfile
+
+    options, names = _common(args, "launch")
+    _check_agents(names, args.arena, options)
+    tmp = tempfile.mkdtemp(prefix="arena-launch-")
+    if args.transport == "ipc":
+        bind = f"ipc://{tmp}/server"
+    else:
+        import socket
+        with socket.socket() as s1, socket.socket() as s2:
+            s1.bind(("127.0.0.1", 0))
+            s2.bind(("127.0.0.1", 0))
+            port, port2 = s1.getsockname()[1], s2.getsockname()[1]
+        bind = f"tcp://127.0.0.1:{port}"
+    stats_bind = f"ipc://{tmp}/stats" if args.transport == "ipc" else f"tcp://127.0.0.1:{port2}"
+    procs: list[subprocess.Popen] = []
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+
+    def start_workers(server) -> None:
+        for w in range(args.workers):
+            cmd = [sys.executable, "-m", "server.cli", "worker", "--connect", bind, "--exit-when-done", "--quiet"]
+            for a in args.agent_arg or []:
+                cmd += ["--agent-arg", a]
+            procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                          start_new_session=True))  # Ctrl-C reaches us; we stop them
+
+    try:
+        summary, stat_names = _run_server(args, options, names, bind, stats_bind, on_ready=start_workers)
+    finally:
+        for p in procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    summary["workers"] = args.workers
+    _report(summary, stat_names, args)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from server.netutil import EndpointError, is_loopback
+    from server.worker import PolicyWorker
+
+    for ep in args.connect:
+        try:
+            if not is_loopback(ep) and not args.keys:
+                raise UsageError(f"arena worker: connecting to {ep} (not loopback) needs --keys DIR")
+        except EndpointError as exc:
+            raise UsageError(f"arena worker: {exc}") from None
+    agents = [a.strip() for a in args.agents.split(",")] if args.agents else None
+    log = (lambda text: None) if args.quiet else None
+    try:
+        worker = PolicyWorker(args.connect, agents, keys_dir=args.keys, agent_args=args.agent_arg,
+                              exit_when_done=args.exit_when_done, join=args.join, log=log)
+    except EndpointError as exc:
+        raise UsageError(f"arena worker: {exc}") from None
+    try:
+        return worker.run()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        worker.close()
+
+
+def cmd_keys(args) -> int:
+    from server.netutil import make_keys
+
+    paths = make_keys(args.dir)
+    print(f"server keys: {paths['server_secret']} (keep on the server) and {paths['server_public']}")
+    print(f"client keys: {paths['client_secret']} (copy with server.key to each worker machine)")
+    print(f"clients the server accepts: {paths['authorized']}/")
+    print(f"use: arena serve ARENA --bind tcp://0.0.0.0:5555 --keys {args.dir}   and   "
+          f"arena worker --connect tcp://HOST:5555 --keys {args.dir}")
     return 0
 
 
@@ -305,7 +528,8 @@ def cmd_init_policy(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench, "init-policy": cmd_init_policy}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench, "init-policy": cmd_init_policy,
+            "serve": cmd_serve, "launch": cmd_launch, "worker": cmd_worker, "keys": cmd_keys}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

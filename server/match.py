@@ -146,8 +146,10 @@ class MatchRunner:
             self._forfeit(i, rows[rows_bad], reason)
 
     # -- one step ----------------------------------------------------------------------------------
-    def step(self) -> np.ndarray:
-        """One batched step: every agent acts on its active rows, the game steps. Returns finished slots."""
+    def begin_step(self) -> list[tuple[int, np.ndarray]]:
+        """Which agent must act on which rows this step: ``[(agent index, flat rows)]``.
+
+        Disqualified agents are not asked: their rows are forfeited at once."""
         game = self.game
         active = game.active.reshape(-1)
         self.agent_steps += int(np.count_nonzero(active))
@@ -158,12 +160,41 @@ class MatchRunner:
             rows = np.flatnonzero(active) if single else np.flatnonzero(active & (self._owner_flat == i))
             if rows.size == 0:
                 continue
-            if i not in self.disqualified and getattr(self.agents[i], "fault", None):
-                self.disqualified[i] = self.agents[i].fault
+            if i not in self.disqualified and getattr(agent, "fault", None):
+                self.disqualified[i] = agent.fault
             if i in self.disqualified:
                 self._forfeit(i, rows, self.disqualified[i])
                 continue
             asked.append((i, rows))
+        return asked
+
+    def take(self, i: int, rows: np.ndarray, out) -> None:
+        """Agent ``i``'s answer for ``rows``: validated, bad rows forfeited, good ones stored."""
+        self._take(i, rows, out)
+
+    def fault(self, i: int, rows: np.ndarray, reason: str, disqualify: bool = False) -> None:
+        """Agent ``i`` could not answer for ``rows``; with ``disqualify`` it is asked no more."""
+        if disqualify:
+            self.disqualified[i] = reason
+        self._forfeit(i, rows, reason)
+
+    def end_step(self) -> np.ndarray:
+        """Step the game with the collected actions, restart forfeited slots; returns finished slots."""
+        game = self.game
+        game.step(self._actions)
+        self.steps += 1
+        forfeited = np.flatnonzero(self._forfeit_team != FORFEIT)
+        if forfeited.size:
+            # slots that ended by the rules this same step were reset already; the rest restart now
+            self._forfeit_len[forfeited] = np.where(game.episode_done[forfeited], game.episode_length[forfeited],
+                                                    game.step_count[forfeited])
+            game.reset_matches(forfeited[~game.episode_done[forfeited]])
+            return np.union1d(np.flatnonzero(game.episode_done), forfeited)
+        return np.flatnonzero(game.episode_done)
+
+    def step(self) -> np.ndarray:
+        """One batched step: every agent acts on its active rows, the game steps. Returns finished slots."""
+        asked = self.begin_step()
         # isolated agents first, so they think while the in-process agents act
         for i, rows in asked:
             agent = self.agents[i]
@@ -171,8 +202,7 @@ class MatchRunner:
                 try:
                     agent.send(self._obs_flat[rows], self._mask_flat[rows])
                 except AgentFault as exc:
-                    self.disqualified[i] = str(exc)
-                    self._forfeit(i, rows, str(exc))
+                    self.fault(i, rows, str(exc), disqualify=True)
         for i, rows in asked:
             agent = self.agents[i]
             if getattr(agent, "isolated", False):
@@ -180,7 +210,7 @@ class MatchRunner:
             try:
                 out = agent.act(self._obs_flat[rows], self._mask_flat[rows])
             except Exception as exc:
-                self._forfeit(i, rows, _describe(exc))
+                self.fault(i, rows, _describe(exc))
                 continue
             self._take(i, rows, out)
         for i, rows in asked:
@@ -190,23 +220,10 @@ class MatchRunner:
             try:
                 out = agent.wait()
             except AgentFault as exc:
-                if agent.fault is not None:
-                    self.disqualified[i] = agent.fault
-                self._forfeit(i, rows, str(exc))
+                self.fault(i, rows, str(exc), disqualify=agent.fault is not None)
                 continue
             self._take(i, rows, out)
-        game.step(self._actions)
-        self.steps += 1
-        forfeited = np.flatnonzero(self._forfeit_team != FORFEIT)
-        if forfeited.size:
-            # slots that ended by the rules this same step were reset already; the rest restart now
-            self._forfeit_len[forfeited] = np.where(game.episode_done[forfeited], game.episode_length[forfeited],
-                                                    game.step_count[forfeited])
-            game.reset_matches(forfeited[~game.episode_done[forfeited]])
-            finished = np.union1d(np.flatnonzero(game.episode_done), forfeited)
-        else:
-            finished = np.flatnonzero(game.episode_done)
-        return finished
+        return self.end_step()
 
     # -- scores --------------------------------------------------------------------------------------
     def record(self, slots: np.ndarray, all_finished: np.ndarray | None = None) -> None:
@@ -280,27 +297,37 @@ class MatchRunner:
             if self._hooks_start[i]:
                 agent.on_match_start(finished[mine])
 
+    def stop_rule(self, games: int | None = None, steps: int | None = None) -> None:
+        """Set the stop rule (see the class docstring); ``done`` then says when it is met."""
+        self._each_once = games is None and steps is None
+        self._target = self.game.num_matches if self._each_once else games
+        self._max_steps = steps
+
+    @property
+    def done(self) -> bool:
+        return ((self._max_steps is not None and self.steps >= self._max_steps)
+                or (self._target is not None and self.games >= self._target))
+
+    def account(self, all_finished: np.ndarray) -> int:
+        """Count what the stop rule counts among the slots that just finished; returns how many."""
+        finished = all_finished
+        if self._each_once:
+            finished = finished[~self.counted[finished]]
+            self.counted[finished] = True
+        if self._target is not None and finished.size > self._target - self.games:
+            finished = finished[: self._target - self.games]
+        before = self.games
+        self.record(finished, all_finished)
+        return self.games - before
+
     def play(self, games: int | None = None, steps: int | None = None,
              on_step: Callable[["MatchRunner", int], None] | None = None) -> None:
         """Step until the stop rule (see the class docstring) is met. ``on_step(runner, new_games)``."""
-        each_once = games is None and steps is None
-        target = self.game.num_matches if each_once else games
-        while True:
-            if steps is not None and self.steps >= steps:
-                break
-            if target is not None and self.games >= target:
-                break
-            all_finished = self.step()
-            finished = all_finished
-            if each_once:
-                finished = finished[~self.counted[finished]]
-                self.counted[finished] = True
-            if target is not None and finished.size > target - self.games:
-                finished = finished[: target - self.games]
-            before = self.games
-            self.record(finished, all_finished)
+        self.stop_rule(games, steps)
+        while not self.done:
+            new = self.account(self.step())
             if on_step is not None:
-                on_step(self, self.games - before)
+                on_step(self, new)
 
     def close(self) -> None:
         for agent in self.agents:

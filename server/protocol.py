@@ -25,7 +25,8 @@ type         arrays                   meta
 ``match_start`` ``slots``             matches began in these batch slots (no reply)
 ``match_end`` ``slots``, ``outcomes``  matches ended: +1 won, 0 draw, -1 lost (no reply)
 ``error``    -                        ``{"error": str}``: the reply when acting failed
-``heartbeat`` -                       ``{}``: liveness, both ways
+``heartbeat`` -                       liveness, both ways (a worker's carries its ``agents``)
+``stats``    -                        the game server's figures, once a second on its PUB socket
 ``bye``      -                        ``{}``: an orderly goodbye
 ============ ======================== ======================================================
 """
@@ -44,7 +45,8 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_ARRAYS = 32
 MAX_NDIM = 8
-TYPES = frozenset({"hello", "reset", "act", "actions", "match_start", "match_end", "error", "heartbeat", "bye"})
+TYPES = frozenset({"hello", "reset", "act", "actions", "match_start", "match_end", "error", "heartbeat",
+                   "bye", "stats"})
 #: the dtypes that may cross the wire; never object, never structured
 DTYPES = frozenset({"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                     "float16", "float32", "float64"})

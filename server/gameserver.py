@@ -1,0 +1,366 @@
+"""The game server: plays the matches, asks policy workers for actions over ZeroMQ.
+
+One ROUTER socket (``--bind``) talks to the workers, one PUB socket (``--stats-bind``) publishes the
+server's figures once a second. The matches are split into ``groups`` separate batched games so
+that stepping overlaps acting: while the workers think about one group, the server steps another.
+Each group keeps its own score with a ``MatchRunner`` (the same bookkeeping as ``arena run``), so
+seating, forfeits, the stop rule and the summary mean the same thing here.
+
+Faults:
+- A worker is alive while it talks: any message (a reply, a heartbeat) counts. One silent for
+  ``HEARTBEAT_LIVENESS`` seconds is dead: its unanswered requests are re-sent, with the same
+  sequence numbers, to a live worker serving the same agent (or wait, with a message, until one
+  comes). A reply to a request that was re-sent or already answered is dropped and counted as late,
+  so no match is stepped twice or lost.
+- A message that fails to decode is dropped and counted; the socket caps message size
+  (``zmq.MAXMSGSIZE``), so a peer that sends too much is disconnected before it costs memory.
+- An agent error reported by a worker forfeits the rows concerned, as in ``arena run``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import zmq
+
+from server.match import MatchRunner
+from server.protocol import MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
+
+#: seconds between the server's heartbeats to idle workers (0.1-0.5 s: shorter wakes more, longer
+#: slows the detection of a dead worker)
+HEARTBEAT_INTERVAL = 0.2
+#: seconds of silence after which a worker is dead; at least 3 heartbeat intervals, about a second
+HEARTBEAT_LIVENESS = 1.0
+#: seconds between two ``stats`` messages on the PUB socket
+STATS_INTERVAL = 1.0
+
+
+class RemotePolicy:
+    """Stands for an agent that lives in the workers; the server never calls its ``act``."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def act(self, obs, mask):  # pragma: no cover - the server routes requests instead
+        raise RuntimeError("a remote policy acts in a worker process")
+
+
+@dataclass
+class Request:
+    group: int
+    agent: int
+    rows: np.ndarray
+    seq: int
+    seed: int
+    worker: bytes | None = None
+
+
+@dataclass
+class Worker:
+    ident: bytes
+    agents: set
+    last_seen: float
+    ready: bool = False
+    inflight: dict = field(default_factory=dict)   # seq -> Request
+
+
+@dataclass
+class Group:
+    index: int
+    runner: MatchRunner
+    pending: set = field(default_factory=set)      # seqs not answered yet
+    finished: bool = False
+
+
+class GameServer:
+    def __init__(self, arena: str, agents: list[str], matches: int, seed: int = 0, options: dict | None = None,
+                 bind: str = "tcp://127.0.0.1:5555", stats_bind: str | None = None, groups: int = 2,
+                 keys_dir: str | None = None, games: int | None = None, steps: int | None = None,
+                 heartbeat_liveness: float = HEARTBEAT_LIVENESS, log: Callable[[str], None] | None = None):
+        import arenas
+        from server.netutil import is_loopback, stats_endpoint
+
+        self.arena, self.agent_names, self.seed = arena, list(agents), int(seed)
+        self.options = dict(options or {})
+        self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
+        self.liveness = float(heartbeat_liveness)
+        if not keys_dir and not is_loopback(bind):
+            raise ValueError(f"binding to {bind} (not loopback) needs CURVE keys: make them with "
+                             f"'arena keys DIR' and pass --keys DIR")
+        spec = arenas.get(arena)
+        groups = max(1, min(int(groups), matches))
+        sizes = [matches // groups + (1 if g < matches % groups else 0) for g in range(groups)]
+        seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(self.seed).spawn(groups)]
+        self.groups: list[Group] = []
+        for g, (size, gseed) in enumerate(zip(sizes, seeds)):
+            game = spec.game(num_matches=size, **self.options)
+            runner = MatchRunner(game, [RemotePolicy(n) for n in self.agent_names], self.agent_names,
+                                 warn=self.log)
+            runner.reset(gseed)
+            g_games = None if games is None else games // groups + (1 if g < games % groups else 0)
+            runner.stop_rule(games=g_games, steps=steps)
+            self.groups.append(Group(g, runner))
+        self.stat_names = self.groups[0].runner.game.stat_names
+        self.ctx = zmq.Context.instance()
+        self.auth = None
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.pub = self.ctx.socket(zmq.PUB)
+        for s in (self.sock, self.pub):
+            s.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.pub.setsockopt(zmq.SNDHWM, 16)
+        if keys_dir:
+            from server.netutil import secure_server, start_authenticator
+            self.auth = start_authenticator(self.ctx, keys_dir)
+            secure_server(self.sock, keys_dir)
+            secure_server(self.pub, keys_dir)
+        self.bind = bind
+        self.sock.bind(bind)
+        self.stats_bind = stats_bind or stats_endpoint(bind)
+        self.pub.bind(self.stats_bind)
+        self.workers: dict[bytes, Worker] = {}
+        self.waiting: list[Request] = []          # requests with no live worker for their agent
+        self._seq = 0
+        self.counters = {"bad_messages": 0, "late_replies": 0, "resent": 0, "workers_lost": 0,
+                         "requests": 0}
+        self.wait_seconds = 0.0
+        self._said_waiting: set[int] = set()
+        self.started = time.perf_counter()
+        self.first_ready: float | None = None
+        self.startup_seconds = 0.0
+
+    # -- sending -----------------------------------------------------------------------------------
+    def _send(self, ident: bytes, msg: Message) -> bool:
+        try:
+            self.sock.send_multipart([ident, *encode(msg)], copy=False)
+            return True
+        except zmq.ZMQError:   # the peer is gone (ROUTER_MANDATORY): treat as a dead worker
+            return False
+
+    def _hello(self, ident: bytes) -> None:
+        self._send(ident, Message("hello", meta={"role": "server", "arena": self.arena,
+                                                 "options": json.dumps(self.options),
+                                                 "agents": self.agent_names}))
+
+    def _dispatch(self, req: Request) -> None:
+        name = self.agent_names[req.agent]
+        live = [w for w in self.workers.values() if w.ready and name in w.agents]
+        if not live:
+            req.worker = None
+            self.waiting.append(req)
+            if req.agent not in self._said_waiting:
+                self._said_waiting.add(req.agent)
+                self.log(f"arena serve: waiting for a worker serving {name!r}")
+            return
+        w = min(live, key=lambda w: len(w.inflight))
+        runner = self.groups[req.group].runner
+        msg = Message("act", seq=req.seq, sender="server",
+                      arrays={"obs": runner._obs_flat[req.rows], "mask": runner._mask_flat[req.rows]},
+                      meta={"agent": name, "seed": req.seed, "group": req.group})
+        req.worker = w.ident
+        w.inflight[req.seq] = req
+        if not self._send(w.ident, msg):
+            self._lose(w, "its socket is gone")
+
+    def _ask(self, group: Group) -> None:
+        """Send this step's requests of ``group``; a step that needs none is finished at once."""
+        while True:
+            runner = group.runner
+            for i, rows in runner.begin_step():
+                self._seq += 1
+                seed = int(np.random.SeedSequence([self.seed, group.index, runner.steps, i]).generate_state(1)[0])
+                req = Request(group.index, i, rows, self._seq, seed)
+                group.pending.add(req.seq)
+                self.counters["requests"] += 1
+                self._dispatch(req)
+            if group.pending or not self._step_group(group):
+                return
+
+    def _step_group(self, group: Group) -> bool:
+        """Step ``group`` with the actions collected; returns whether it should go on."""
+        runner = group.runner
+        new = runner.account(runner.end_step())
+        self.on_progress(self, new)
+        group.finished = runner.done
+        return not group.finished
+
+    # -- receiving ---------------------------------------------------------------------------------
+    def _lose(self, w: Worker, why: str) -> None:
+        if w.ident not in self.workers:
+            return
+        del self.workers[w.ident]
+        self.counters["workers_lost"] += 1
+        reqs = list(w.inflight.values())
+        self.log(f"arena serve: worker {w.ident.decode(errors='replace')} lost ({why}); "
+                 f"re-sending {len(reqs)} batch(es)")
+        self.counters["resent"] += len(reqs)
+        for req in reqs:
+            self._dispatch(req)
+
+    def _handle(self, ident: bytes, msg: Message, now: float) -> None:
+        w = self.workers.get(ident)
+        if msg.type == "hello":
+            if w is not None:   # the same worker starting over: what it had in hand goes elsewhere
+                self._lose(w, "it started over")
+            self.workers[ident] = Worker(ident, set(), now)
+            self._hello(ident)
+            return
+        if msg.type == "heartbeat":
+            if w is None:   # a worker we had given up on (stopped, then resumed): welcome it back
+                w = self.workers[ident] = Worker(ident, set(), now)
+                self.log(f"arena serve: worker {ident.decode(errors='replace')} is back")
+            w.last_seen = now
+            agents = msg.meta.get("agents")
+            if isinstance(agents, list):
+                w.agents = {a for a in agents if isinstance(a, str)}
+            if msg.meta.get("ready") and not w.ready:
+                w.ready = True
+                if self.first_ready is None:   # the clock starts when the first worker can act
+                    self.first_ready = time.perf_counter()
+                    self.startup_seconds = self.first_ready - self.started
+                    self.started, self.wait_seconds = self.first_ready, 0.0
+                waiting, self.waiting = self.waiting, []
+                self._said_waiting.clear()
+                for req in waiting:
+                    self._dispatch(req)
+            return
+        if w is None:
+            if msg.type in ("actions", "error"):
+                self.counters["late_replies"] += 1
+            return
+        w.last_seen = now
+        if msg.type == "bye":
+            self._lose(w, "it said bye")
+            return
+        if msg.type not in ("actions", "error"):
+            return
+        req = w.inflight.pop(msg.seq, None)
+        group = self.groups[req.group] if req is not None else None
+        if req is None or req.seq not in group.pending:
+            self.counters["late_replies"] += 1
+            return
+        group.pending.discard(req.seq)
+        runner = group.runner
+        if msg.type == "error":
+            runner.fault(req.agent, req.rows, str(msg.meta.get("error", "failed in its worker")))
+        elif "actions" not in msg.arrays:
+            runner.fault(req.agent, req.rows, "its worker answered without actions")
+        else:
+            runner.take(req.agent, req.rows, msg.arrays["actions"])
+        if not group.pending and self._step_group(group):
+            self._ask(group)
+
+    def _tick(self, now: float) -> None:
+        for w in list(self.workers.values()):
+            if now - w.last_seen > self.liveness:
+                self._lose(w, f"silent for {now - w.last_seen:.1f} s")
+            else:
+                self._send(w.ident, Message("heartbeat", sender="server"))
+
+    def stats(self) -> dict:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        runners = [g.runner for g in self.groups]
+        games = sum(r.games for r in runners)
+        agent_steps = sum(r.agent_steps for r in runners)
+        return {"matches": games, "matches_per_s": games / elapsed, "agent_steps": agent_steps,
+                "agent_steps_per_s": agent_steps / elapsed, "wait_s": self.wait_seconds,
+                "queue": len(self.waiting) + sum(len(w.inflight) for w in self.workers.values()),
+                "workers": sum(w.ready for w in self.workers.values()), **self.counters}
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def on_progress(self, server: "GameServer", new_games: int) -> None:
+        """Called after each group step with the games just counted; replace to show progress."""
+
+    def serve(self) -> dict:
+        """Play until every group meets its stop rule; returns the summary (as ``arena run``)."""
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        self.started = time.perf_counter()
+        for group in self.groups:
+            if group.runner.done:
+                group.finished = True
+            else:
+                self._ask(group)
+        next_tick = next_stats = time.monotonic()
+        try:
+            while not all(g.finished for g in self.groups):
+                now = time.monotonic()
+                timeout = max(0.0, min(next_tick, next_stats) - now)
+                t0 = time.perf_counter()
+                events = poller.poll(int(timeout * 1000) + 1)
+                self.wait_seconds += time.perf_counter() - t0
+                now = time.monotonic()
+                if events:
+                    for _ in range(256):
+                        try:
+                            frames = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                        except zmq.Again:
+                            break
+                        if len(frames) < 2:
+                            self.counters["bad_messages"] += 1
+                            continue
+                        ident = frames[0].bytes
+                        try:
+                            msg = decode(frames[1:])
+                        except ProtocolError:
+                            self.counters["bad_messages"] += 1
+                            continue
+                        self._handle(ident, msg, now)
+                if now >= next_tick:
+                    self._tick(now)
+                    next_tick = now + HEARTBEAT_INTERVAL
+                if now >= next_stats:
+                    self.pub.send_multipart(encode(Message("stats", sender="server", meta={
+                        k: (float(v) if isinstance(v, float) else v) for k, v in self.stats().items()})))
+                    next_stats = now + STATS_INTERVAL
+        finally:
+            self.seconds = time.perf_counter() - self.started
+        return self.summary()
+
+    def summary(self) -> dict:
+        runners = [g.runner for g in self.groups]
+        first = runners[0]
+        out = first.summary(self.arena, getattr(self, "seconds", time.perf_counter() - self.started))
+        # fold the other groups into the first group's figures
+        for r in runners[1:]:
+            s = r.summary(self.arena, 1.0)
+            for name, res in s["results"].items():
+                for k, v in res.items():
+                    out["results"][name][k] += v
+            for key, p in s["pairings"].items():
+                q = out["pairings"].setdefault(key, {"first_wins": 0, "second_wins": 0, "draws": 0})
+                for k in q:
+                    q[k] += p[k]
+            for f in s["forfeits"]:
+                same = [g for g in out["forfeits"] if g["agent"] == f["agent"] and g["reason"] == f["reason"]]
+                if same:
+                    same[0]["matches"] += f["matches"]
+                else:
+                    out["forfeits"].append(f)
+        out["matches"] = sum(r.games for r in runners)
+        out["slots"] = sum(r.game.num_matches for r in runners)
+        out["steps"] = max(r.steps for r in runners)
+        out["agent_steps"] = sum(r.agent_steps for r in runners)
+        out["agent_steps_per_s"] = round(out["agent_steps"] / out["seconds"], 1) if out["seconds"] > 0 else None
+        out["groups"] = len(runners)
+        out["startup_seconds"] = round(self.startup_seconds, 3)
+        out["server"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.stats().items()}
+        return out
+
+    def outcomes(self) -> list[tuple[int, int, int, int]]:
+        """``(group, slot, winner, length)`` of every counted game, in a fixed order."""
+        return [(g.index, *o) for g in self.groups for o in g.runner.outcomes]
+
+    def close(self) -> None:
+        for ident in list(self.workers):
+            self._send(ident, Message("bye", sender="server"))
+        time.sleep(0.05)
+        self.sock.close(0)
+        self.pub.close(0)
+        if self.auth is not None:
+            self.auth.stop()
