@@ -29,6 +29,7 @@ name               shape, dtype                 meaning
 ``episode_length`` (N,) int32                   steps the ended match lasted
 ``episode_stats``  (N, T, K) float32            per-team statistics of the ended match
 ``step_count``     (N,) int32                   steps played so far in each current match
+``match_rng``      (N,) uint64                  the RNG state each current match started from
 ================== ============================ ====================================================
 
 Auto-reset follows Gymnasium's ``SAME_STEP`` mode: when a match ends inside ``step``, ``rewards``,
@@ -36,7 +37,10 @@ Auto-reset follows Gymnasium's ``SAME_STEP`` mode: when a match ends inside ``st
 ``obs``, ``action_mask`` and ``active`` already show the first position of the next match in that slot.
 
 Every match draws its random numbers from its own counter-based stream (``simcore.rng``), so results
-depend on the seed alone, never on the number of threads.
+depend on the seed alone, never on the number of threads. A reset stores the stream's state in
+``match_rng`` before it draws anything: setting ``rng_states[m]`` to that value and calling
+``reset_matches([m])`` restarts exactly the same match, so a match can be replayed from its
+``match_rng`` and its actions alone.
 """
 from __future__ import annotations
 
@@ -92,6 +96,7 @@ class BatchedGame:
         self.step_count = np.zeros(n, dtype=np.int32)
         self.actions = np.zeros((n, a), dtype=np.int64)
         self.rng_states = seed_states(0, n)
+        self.match_rng = np.zeros(n, dtype=np.uint64)
 
     @property
     def num_actions(self) -> int:

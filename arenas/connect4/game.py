@@ -38,6 +38,7 @@ class Connect4(BatchedGame):
         self._reset_all()
 
     def _reset_all(self) -> None:
+        self.match_rng[:] = self.rng_states   # connect4 draws no random numbers; kept for the contract
         self._reset_kernel(self.board, self.heights, self.to_move, self.over, self.obs, self.action_mask,
                        self.active, self.step_count)
 
@@ -47,6 +48,7 @@ class Connect4(BatchedGame):
                           self.episode_done, self.episode_winner, self.episode_length, self.step_count)
 
     def _reset_some(self, which: np.ndarray) -> None:
+        self.match_rng[which] = self.rng_states[which]
         k.reset_some_nb(which, self.board, self.heights, self.to_move, self.over, self.obs, self.action_mask,
                         self.active, self.step_count, self.rewards, self.terminations)
 
