@@ -189,3 +189,70 @@ def bench_arena(name: str, matches: int, seconds: float, out: IO | None = None) 
 
 def run_bench(names: list[str], matches: int = 4096, seconds: float = 2.0, out: IO | None = None) -> dict:
     return {name: bench_arena(name, matches, seconds, out) for name in names}
+
+
+# -- the distributed figures (arena bench --distributed) ------------------------------------------
+def protocol_cost(matches: int = 4096, repeats: int = 50) -> dict:
+    """Encode + decode of one battle observation batch (obs and mask, all seats) against one batch step."""
+    import arenas
+    from server.protocol import Message, decode, encode
+
+    game = arenas.make("battle", num_matches=matches, seed=0)
+    actions = np.zeros((game.num_matches, game.num_agents), dtype=np.int64)
+    u = np.random.default_rng(0).random((POOL, actions.size), dtype=np.float32)
+    mask = game.action_mask.reshape(actions.size, -1)
+    for i in range(5):
+        pool_actions_nb(mask, u[i], actions.reshape(-1))
+        game.step(actions)
+    t0 = time.perf_counter()
+    for i in range(repeats):
+        pool_actions_nb(mask, u[i % POOL], actions.reshape(-1))
+        game.step(actions)
+    step_s = (time.perf_counter() - t0) / repeats
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        frames = encode(Message("act", seq=1, arrays={"obs": game.obs, "mask": game.action_mask}))
+        msg = decode([memoryview(f) if not isinstance(f, memoryview) else f for f in frames])
+        assert msg.arrays["obs"].shape == game.obs.shape
+    codec_s = (time.perf_counter() - t0) / repeats
+    return {"batch_bytes": int(game.obs.nbytes + game.action_mask.nbytes), "codec_s": codec_s, "step_s": step_s,
+            "codec_share": codec_s / step_s}
+
+
+def _cli_json(args: list[str]) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+    p = subprocess.run([sys.executable, "-m", "server.cli", *args, "--json", "--no-progress"], env=env,
+                       capture_output=True, text=True, timeout=900)
+    if p.returncode != 0:
+        raise RuntimeError(f"arena {' '.join(args)} failed: {p.stderr.strip()[-500:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, agents: str = "random,random",
+                    out: IO | None = None) -> dict:
+    """``arena run`` against ``arena launch`` (same arena, agents, matches and steps), and the codec cost."""
+    say = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
+    common = ["battle", "--matches", str(matches), "--agents", agents, "--steps", str(steps)]
+    local = _cli_json(["run", *common])
+    say(f"battle {matches} matches, agents {agents}, {steps} steps")
+    say(f"  arena run    (one process)          : {local['agent_steps_per_s']:>14,.0f} agent-steps/s")
+    dist = _cli_json(["launch", *common, "--workers", str(workers)])
+    ratio = dist["agent_steps_per_s"] / local["agent_steps_per_s"]
+    say(f"  arena launch ({workers} worker(s), zmq ipc)  : {dist['agent_steps_per_s']:>14,.0f} agent-steps/s"
+        f"  = {100 * ratio:.0f}% of arena run")
+    codec = protocol_cost(matches)
+    say(f"  protocol encode+decode of a {codec['batch_bytes'] / 1e6:.1f} MB observation batch: "
+        f"{codec['codec_s'] * 1e6:.0f} us = {100 * codec['codec_share']:.2f}% of one batch step "
+        f"({codec['step_s'] * 1e3:.2f} ms)")
+    return {"battle_distributed": {
+        "matches": matches, "steps": steps, "workers": workers, "agents": agents,
+        "run_agent_steps_per_s": local["agent_steps_per_s"], "launch_agent_steps_per_s": dist["agent_steps_per_s"],
+        "ratio": round(ratio, 3), "codec_us": round(codec["codec_s"] * 1e6, 1),
+        "step_ms": round(codec["step_s"] * 1e3, 3), "codec_share": round(codec["codec_share"], 5),
+        "server": dist.get("server", {})}}

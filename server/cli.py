@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--matches", type=_positive, default=4096, help="matches per batch (default 4096)")
     b.add_argument("--seconds", type=float, default=2.0, help="seconds per measurement (default 2)")
     b.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
+    b.add_argument("--distributed", action="store_true",
+                   help="instead: arena run against arena launch (battle, random agents) and the wire codec's cost")
+    b.add_argument("--workers", type=_positive, default=1, help="workers for --distributed (default 1)")
+    b.add_argument("--steps", type=_positive, default=150, help="batched steps for --distributed (default 150)")
     return p
 
 
@@ -506,6 +510,12 @@ def cmd_bench(args) -> int:
     for n in names:
         if n not in arenas.names():
             raise UsageError(f"arena bench: unknown arena {n!r}; choose from: {', '.join(arenas.names())}")
+    if args.distributed:
+        from server.bench import run_distributed
+        figures = run_distributed(matches=args.matches, steps=args.steps, workers=args.workers, out=sys.stdout)
+        if args.json:
+            print(json.dumps(figures))
+        return 0
     figures = run_bench(names, matches=args.matches, seconds=args.seconds, out=sys.stdout)
     if args.json:
         print(json.dumps(figures))
