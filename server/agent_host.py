@@ -57,7 +57,12 @@ def main(argv=None) -> int:
     except BaseException as exc:  # report any load failure to the parent, then leave
         sock.send_multipart(encode(Message("error", meta={"error": str(exc) if exc.args else describe(exc)})))
         return 1
-    sock.send_multipart(encode(Message("hello", meta={"role": "agent", "pid": os.getpid()})))
+    from agents.base import Agent
+
+    inner = getattr(agent, "inner", agent)
+    hooks = [h for h in ("on_match_start", "on_match_end")
+             if callable(getattr(inner, h, None)) and getattr(type(inner), h, None) is not getattr(Agent, h)]
+    sock.send_multipart(encode(Message("hello", meta={"role": "agent", "pid": os.getpid(), "hooks": hooks})))
 
     while True:
         if not sock.poll(PARENT_POLL_MS):

@@ -75,6 +75,8 @@ class IsolatedAgent(Agent):
         if msg.type == "error":
             self.close()
             raise UnknownAgent(str(msg.meta.get("error", "it failed to load")))
+        hooks = msg.meta.get("hooks", [])
+        self.hooks = set(hooks) if isinstance(hooks, list) else set()   # only these are forwarded
 
     # -- the wire ----------------------------------------------------------------------------------
     def _recv(self, timeout: float, what: str, seq: int | None = None) -> Message:
@@ -140,11 +142,11 @@ class IsolatedAgent(Agent):
         return self.wait()
 
     def on_match_start(self, slots: np.ndarray) -> None:
-        if self.fault is None:
+        if self.fault is None and "on_match_start" in self.hooks:
             self._send(Message("match_start", arrays={"slots": slots.astype(np.int64)}), wait=False)
 
     def on_match_end(self, slots: np.ndarray, outcomes: np.ndarray) -> None:
-        if self.fault is None:
+        if self.fault is None and "on_match_end" in self.hooks:
             self._send(Message("match_end", arrays={"slots": slots.astype(np.int64),
                                                     "outcomes": outcomes.astype(np.int8)}), wait=False)
 

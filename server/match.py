@@ -65,8 +65,10 @@ def seat_plan(num_matches: int, num_agents: int, num_teams: int) -> np.ndarray:
 
 def _overrides(agent, hook: str) -> bool:
     """Whether ``agent`` wants ``hook`` called (isolated agents forward hooks to their process)."""
+    if getattr(agent, "isolated", False):
+        return hook in getattr(agent, "hooks", ())
     fn = getattr(type(agent), hook, None)
-    return getattr(agent, "isolated", False) or (fn is not None and fn is not getattr(Agent, hook))
+    return fn is not None and fn is not getattr(Agent, hook)
 
 
 class MatchRunner:
@@ -106,6 +108,8 @@ class MatchRunner:
         self._outcome_chunks: list[np.ndarray] = []
         self._forfeit_team = np.full(n, FORFEIT, dtype=np.int64)   # per slot this step: the team that forfeits
         self._forfeit_len = np.zeros(n, dtype=np.int64)
+        self._ended_forfeit = self._forfeit_team.copy()   # the forfeits of the last ended step, for record()
+        self._asked_rows = 0
 
     def reset(self, seed: int) -> None:
         self.game.reset(seed=seed)
@@ -152,7 +156,7 @@ class MatchRunner:
         Disqualified agents are not asked: their rows are forfeited at once."""
         game = self.game
         active = game.active.reshape(-1)
-        self.agent_steps += int(np.count_nonzero(active))
+        self._asked_rows = int(np.count_nonzero(active))
         self._forfeit_team[:] = FORFEIT
         single = len(self.agents) == 1
         asked: list[tuple[int, np.ndarray]] = []
@@ -183,6 +187,8 @@ class MatchRunner:
         game = self.game
         game.step(self._actions)
         self.steps += 1
+        self.agent_steps += self._asked_rows
+        np.copyto(self._ended_forfeit, self._forfeit_team)
         forfeited = np.flatnonzero(self._forfeit_team != FORFEIT)
         if forfeited.size:
             # slots that ended by the rules this same step were reset already; the rest restart now
@@ -192,10 +198,8 @@ class MatchRunner:
             return np.union1d(np.flatnonzero(game.episode_done), forfeited)
         return np.flatnonzero(game.episode_done)
 
-    def step(self) -> np.ndarray:
-        """One batched step: every agent acts on its active rows, the game steps. Returns finished slots."""
-        asked = self.begin_step()
-        # isolated agents first, so they think while the in-process agents act
+    def _send_isolated(self, asked: list[tuple[int, np.ndarray]]) -> None:
+        """Isolated agents get their requests first, so they think while this process works."""
         for i, rows in asked:
             agent = self.agents[i]
             if getattr(agent, "isolated", False):
@@ -203,9 +207,12 @@ class MatchRunner:
                     agent.send(self._obs_flat[rows], self._mask_flat[rows])
                 except AgentFault as exc:
                     self.fault(i, rows, str(exc), disqualify=True)
+
+    def _complete_step(self, asked: list[tuple[int, np.ndarray]]) -> np.ndarray:
+        """In-process agents act, isolated answers are collected, the game steps."""
         for i, rows in asked:
             agent = self.agents[i]
-            if getattr(agent, "isolated", False):
+            if getattr(agent, "isolated", False) or i in self.disqualified:
                 continue
             try:
                 out = agent.act(self._obs_flat[rows], self._mask_flat[rows])
@@ -225,6 +232,12 @@ class MatchRunner:
             self._take(i, rows, out)
         return self.end_step()
 
+    def step(self) -> np.ndarray:
+        """One batched step: every agent acts on its active rows, the game steps. Returns finished slots."""
+        asked = self.begin_step()
+        self._send_isolated(asked)
+        return self._complete_step(asked)
+
     # -- scores --------------------------------------------------------------------------------------
     def record(self, slots: np.ndarray, all_finished: np.ndarray | None = None) -> None:
         """Count the games of ``slots``; tell agents about every slot in ``all_finished``.
@@ -233,7 +246,7 @@ class MatchRunner:
         """
         if slots.size:
             game, k = self.game, len(self.agents)
-            ff = self._forfeit_team[slots]
+            ff = self._ended_forfeit[slots]
             natural = ff == FORFEIT
             both = ~natural & (ff < 0)
             winner = np.where(natural, game.episode_winner[slots].astype(np.int64),
@@ -279,7 +292,7 @@ class MatchRunner:
         if finished.size == 0 or not (any(self._hooks_end) or any(self._hooks_start)):
             return
         seated = self.team_agent[finished]                     # (F, T)
-        ff = self._forfeit_team[finished]
+        ff = self._ended_forfeit[finished]
         winner = np.where(ff == FORFEIT, self.game.episode_winner[finished].astype(np.int64),
                           np.where(ff < 0, DRAW, 1 - ff))
         for i, agent in enumerate(self.agents):
@@ -322,12 +335,32 @@ class MatchRunner:
 
     def play(self, games: int | None = None, steps: int | None = None,
              on_step: Callable[["MatchRunner", int], None] | None = None) -> None:
-        """Step until the stop rule (see the class docstring) is met. ``on_step(runner, new_games)``."""
+        """Step until the stop rule (see the class docstring) is met. ``on_step(runner, new_games)``.
+
+        When isolated agents take part and none of them wants the match hooks, the next step's
+        requests go out before this step's games are counted, so the agents think while we count;
+        a request sent after the last step is simply never collected."""
         self.stop_rule(games, steps)
-        while not self.done:
-            new = self.account(self.step())
+        if self.done:
+            return
+        early = any(getattr(a, "isolated", False) for a in self.agents) and not any(
+            getattr(a, "isolated", False) and getattr(a, "hooks", ()) for a in self.agents)
+        asked = self.begin_step()
+        self._send_isolated(asked)
+        while True:
+            finished = self._complete_step(asked)
+            sent = early and not (self._max_steps is not None and self.steps >= self._max_steps)
+            if sent:
+                asked = self.begin_step()
+                self._send_isolated(asked)
+            new = self.account(finished)
             if on_step is not None:
                 on_step(self, new)
+            if self.done:
+                return
+            if not sent:
+                asked = self.begin_step()
+                self._send_isolated(asked)
 
     def close(self) -> None:
         for agent in self.agents:
