@@ -28,6 +28,8 @@ type         arrays                   meta
 ``heartbeat`` -                       liveness, both ways (a worker's carries its ``agents``)
 ``stats``    -                        the game server's figures, once a second on its PUB socket
 ``frame``    one match's state arrays   ``{"arena", "slot", "step", ...}``: for spectators
+``params``   ``params`` (float32)     gossip: a learner offers its parameters ``{"learner", "version"}``
+``params_ack`` ``params`` (float32)   gossip: the peer's parameters in return (the exchange is pairwise)
 ``bye``      -                        ``{}``: an orderly goodbye
 ============ ======================== ======================================================
 """
@@ -47,7 +49,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_ARRAYS = 32
 MAX_NDIM = 8
 TYPES = frozenset({"hello", "reset", "act", "actions", "match_start", "match_end", "error", "heartbeat",
-                   "bye", "stats", "frame"})
+                   "bye", "stats", "frame", "params", "params_ack"})
 #: the dtypes that may cross the wire; never object, never structured
 DTYPES = frozenset({"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                     "float16", "float32", "float64"})
