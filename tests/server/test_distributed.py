@@ -71,7 +71,7 @@ def test_launch_plays_like_run(tmp_path):
     s = json.loads(p.stdout.strip().splitlines()[-1])
     assert s["matches"] == 64 and s["results"]["greedy"]["games"] == 64
     assert s["results"]["greedy"]["wins"] > 50
-    assert s["server"]["bad_messages"] == 0 and s["server"]["workers"] == 2
+    assert s["server"]["bad_messages"] == 0 and s["server"]["workers"] >= 1 and s["workers"] == 2
 
 
 def test_a_killed_worker_is_noticed_and_its_batch_resent(tmp_path):
