@@ -7,10 +7,12 @@ import numpy as np
 from .base import Agent
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def pick_legal_nb(mask, u, out):
-    """For each row pick the ``floor(u * count)``-th legal action of ``mask``; 0 if none is legal."""
-    for i in range(mask.shape[0]):
+    """For each row pick the ``floor(u * count)``-th legal action of ``mask``; 0 if none is legal.
+
+    Also the benchmark's way of turning pre-drawn uniform numbers into legal actions."""
+    for i in nb.prange(mask.shape[0]):
         count = 0
         for j in range(mask.shape[1]):
             count += mask[i, j] != 0

@@ -19,25 +19,9 @@ from typing import IO
 import numba as nb
 import numpy as np
 
+from agents.random_agent import pick_legal_nb as pool_actions_nb  # u from the pool -> a legal action
+
 POOL = 64
-
-
-@nb.njit(cache=True, parallel=True)
-def pool_actions_nb(mask, u, out):
-    """``out[i]`` = the ``floor(u[i] * legal_count)``-th legal action of row ``i`` (0 if none)."""
-    for i in nb.prange(mask.shape[0]):
-        count = 0
-        for j in range(mask.shape[1]):
-            count += mask[i, j] != 0
-        out[i] = 0
-        if count > 0:
-            k = np.int64(u[i] * count)
-            for j in range(mask.shape[1]):
-                if mask[i, j] != 0:
-                    if k == 0:
-                        out[i] = j
-                        break
-                    k -= 1
 
 
 def engine_rate(name: str, matches: int, seconds: float, threads: int, seed: int = 0, **options) -> dict:

@@ -88,6 +88,17 @@ class PolicyWorker:
                 agent.name = n
                 self._agent_cache[cache_key] = agent
             link.agents[n] = self._agent_cache[cache_key]
+        # one act per agent on a one-match game: JIT compiles happen now, not inside a timed request
+        # (a worker busy compiling for more than a second would look dead to the server)
+        game.reset(seed=0)
+        rows = game.active.reshape(-1)
+        obs = game.obs.reshape((-1,) + game.obs_shape)[rows]
+        mask = game.action_mask.reshape(rows.size, -1)[rows]
+        for agent in link.agents.values():
+            try:
+                agent.act(obs, mask)
+            except Exception:
+                pass  # a broken agent shows its fault on the first real request
         link.configured, link.config_key = True, key
         self.log(f"{self.name}: serving {', '.join(serve) or 'nothing'} for {arena} at {link.endpoint}")
 

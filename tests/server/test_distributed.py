@@ -81,11 +81,15 @@ def test_a_killed_worker_is_noticed_and_its_batch_resent(tmp_path):
     a, b = start_worker(bind), start_worker(bind)
     time.sleep(2.5)                      # both serving, batches in flight (each act sleeps 20 ms)
     a.send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
     summary, err = finish(proc)
     b.wait(timeout=30)
     assert "lost (silent for" in err, err
-    assert summary["server"]["workers_lost"] == 1 and summary["server"]["resent"] >= 1
+    import re
+    silent = [float(x) for x in re.findall(r"lost \(silent for ([0-9.]+) s\)", err)]
+    assert min(silent) < 10, f"the heartbeat should notice a dead worker after about a second: {silent}"
+    # at least the killed one (on a loaded machine a stalled live worker may also be given up on and
+    # welcomed back; that costs time, never correctness)
+    assert summary["server"]["workers_lost"] >= 1 and summary["server"]["resent"] >= 1
     got = json.loads(out.read_text())
     assert got["step_counts"] == ref_out["step_counts"], "a match was stepped twice or lost"
     assert got["outcomes"] == ref_out["outcomes"] and summary["results"] == ref["results"]
