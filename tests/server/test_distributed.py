@@ -200,3 +200,51 @@ def test_binding_beyond_loopback_needs_keys():
     p = subprocess.run(cli("serve", "connect4", "--bind", "tcp://0.0.0.0:5999"), env=ENV, cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "needs CURVE keys" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_one_worker_serves_two_servers(tmp_path):
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    a_dir.mkdir()
+    b_dir.mkdir()
+    pa, bind_a, _ = start_server(a_dir, agents="greedy,random", steps=15)
+    pb = subprocess.Popen(cli("serve", "battle", "--bind", f"ipc://{b_dir}/server", "--matches", "8", "--agents",
+                              "greedy,random", "--steps", "15", "-o", "map_size=12", "-o", "team_size=2", "--json",
+                              "--no-progress"), env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+    wait_ready(a_dir)
+    wait_ready(b_dir)
+    w = start_worker(bind_a, "--connect", f"ipc://{b_dir}/server")
+    sa, _ = finish(pa)
+    sb, _ = finish(pb)
+    assert w.wait(timeout=30) == 0, "the worker leaves once both servers said bye"
+    assert sa["arena"] == "connect4" and sa["steps"] == 15
+    assert sb["arena"] == "battle" and sb["steps"] == 15
+
+
+LAUNCH_TAG = f"server.cli worker --connect ipc://{__import__('tempfile').gettempdir()}/arena-launch-"
+
+
+def _workers_of(tag: str) -> list[str]:
+    p = subprocess.run(["pgrep", "-f", tag], capture_output=True, text=True)
+    return p.stdout.split()
+
+
+def test_ctrl_c_stops_launch_and_its_workers_with_the_summary_so_far(tmp_path):
+    p = subprocess.Popen(cli("launch", "connect4", "--matches", "64", "--agents", f"{SLOW},random", "--workers", "2",
+                             "--games", "100000000", "--json", "--no-progress"), env=ENV, cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(_workers_of(LAUNCH_TAG)) < 2:
+        assert time.monotonic() < deadline and p.poll() is None, "launch never started its workers"
+        time.sleep(0.2)
+    time.sleep(2.0)
+    p.send_signal(signal.SIGINT)   # what Ctrl-C sends
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    assert "interrupted: summary so far" in err
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["steps"] > 0 and s["matches"] < 100000000
+    deadline = time.monotonic() + 10
+    while _workers_of(LAUNCH_TAG) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _workers_of(LAUNCH_TAG), "a worker outlived launch"
