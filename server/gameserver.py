@@ -125,6 +125,7 @@ class GameServer:
         self.pub.bind(self.stats_bind)
         self.workers: dict[bytes, Worker] = {}
         self.waiting: list[Request] = []          # requests with no live worker for their agent
+        self._buffers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
         self._seq = 0
         self.counters = {"bad_messages": 0, "late_replies": 0, "resent": 0, "workers_lost": 0,
                          "requests": 0}
@@ -147,6 +148,24 @@ class GameServer:
                                                  "options": json.dumps(self.options),
                                                  "agents": self.agent_names}))
 
+    def _gather(self, req: Request) -> tuple[np.ndarray, np.ndarray]:
+        """The request's rows, copied into buffers kept per (group, agent): no allocation per step.
+
+        A buffer is reused only for the next step of its group, when the previous message from it has
+        long been sent and answered (a re-send gathers the same rows again: same bytes)."""
+        runner = self.groups[req.group].runner
+        key = (req.group, req.agent)
+        n = req.rows.size
+        bufs = self._buffers.get(key)
+        if bufs is None or bufs[0].shape[0] < n:
+            bufs = (np.empty((n,) + runner._obs_flat.shape[1:], runner._obs_flat.dtype),
+                    np.empty((n,) + runner._mask_flat.shape[1:], runner._mask_flat.dtype))
+            self._buffers[key] = bufs
+        obs, mask = bufs[0][:n], bufs[1][:n]
+        np.take(runner._obs_flat, req.rows, axis=0, out=obs)
+        np.take(runner._mask_flat, req.rows, axis=0, out=mask)
+        return obs, mask
+
     def _dispatch(self, req: Request) -> None:
         name = self.agent_names[req.agent]
         live = [w for w in self.workers.values() if w.ready and name in w.agents]
@@ -158,9 +177,8 @@ class GameServer:
                 self.log(f"arena serve: waiting for a worker serving {name!r}")
             return
         w = min(live, key=lambda w: len(w.inflight))
-        runner = self.groups[req.group].runner
-        msg = Message("act", seq=req.seq, sender="server",
-                      arrays={"obs": runner._obs_flat[req.rows], "mask": runner._mask_flat[req.rows]},
+        obs, mask = self._gather(req)
+        msg = Message("act", seq=req.seq, sender="server", arrays={"obs": obs, "mask": mask},
                       meta={"agent": name, "seed": req.seed, "group": req.group})
         req.worker = w.ident
         w.inflight[req.seq] = req
