@@ -81,8 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    from server import cli_spectator
+
     r = sub.add_parser("run", help="play thousands of matches headless and print the results")
     play_args(r)
+    cli_spectator.add_run_flags(r)
 
     sv = sub.add_parser("serve", help="the game server alone: plays matches, workers connect to act")
     play_args(sv, isolation=False)
@@ -92,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--groups", type=_positive, default=2, help="match groups stepped in turn, to overlap "
                                                                   "stepping with acting (default 2)")
     sv.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
+    cli_spectator.add_server_flags(sv)
     sv.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
                                                        "step count to FILE (JSON), to compare runs")
 
@@ -100,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--workers", type=_positive, default=1, help="policy worker processes (default 1)")
     la.add_argument("--groups", type=_positive, default=2, help="match groups stepped in turn (default 2)")
     la.add_argument("--transport", choices=["ipc", "tcp"], default="ipc", help="ipc (default) or tcp on loopback")
+    cli_spectator.add_server_flags(la)
     la.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
                                                        "step count to FILE (JSON)")
 
@@ -112,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--join", action="store_true", help="join waiting requests for one agent into one batch")
     wk.add_argument("--exit-when-done", action="store_true", help="exit when every server has said bye")
     wk.add_argument("--quiet", action="store_true")
+
+    cli_spectator.add_parsers(sub)
 
     ky = sub.add_parser("keys", help="make CURVE key pairs (server and client) for non-loopback endpoints")
     ky.add_argument("dir")
@@ -306,9 +313,17 @@ def cmd_run(args) -> int:
 
     runner = MatchRunner(game, agents, names)
     runner.reset(args.seed)
+    from server import cli_spectator
+    try:
+        hooks = cli_spectator.attach(args, runner, args.arena)   # --watch / --record
+    except cli_spectator.SpectatorUsageError as exc:
+        runner.close()
+        raise UsageError(str(exc)) from None
     bar, unit = _progress(args, f"{args.arena} {args.matches}x")
 
     def on_step(r: MatchRunner, new_games: int) -> None:
+        for hook in hooks:
+            hook.on_step(r, new_games)
         if bar is not None:
             bar.update(1 if unit == "steps" else new_games)
             if r.steps % 8 == 0:
@@ -322,6 +337,8 @@ def cmd_run(args) -> int:
     finally:
         seconds = time.perf_counter() - t1   # play only: closing agents (their processes) is not timed
         runner.close()
+        for hook in hooks:
+            hook.close()
     if bar is not None:
         bar.close()
     summary = runner.summary(args.arena, seconds, seed=args.seed, options=options,
@@ -355,16 +372,20 @@ def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=Non
 
     from server.gameserver import GameServer
 
+    from server.spectator.publisher import default_endpoint
+
     t0 = time.perf_counter()
     try:
         server = GameServer(args.arena, names, args.matches, seed=args.seed, options=options, bind=bind,
                             stats_bind=stats_bind, groups=args.groups, keys_dir=keys, games=args.games,
-                            steps=args.steps)
+                            steps=args.steps, spectate_bind=getattr(args, "spectate_bind", None) or default_endpoint(bind))
     except ValueError as exc:
         raise UsageError(f"arena: {exc}") from None
     except Exception as exc:  # zmq errors: address in use, bad endpoint
         raise UsageError(f"arena: cannot bind {bind}: {exc}") from None
     compile_seconds = time.perf_counter() - t0
+    if server.spectators is not None:
+        print(f"arena: spectators: arena watch --connect {server.spectators.endpoint}", file=sys.stderr)
     bar, unit = _progress(args, f"{args.arena} {args.matches}x")
     last = [0.0]
 
@@ -542,8 +563,19 @@ def cmd_init_policy(args) -> int:
     return 0
 
 
+def cmd_watch(args) -> int:
+    from server.cli_spectator import cmd_watch as watch
+    return watch(args)
+
+
+def cmd_replay(args) -> int:
+    from server.cli_spectator import cmd_replay as replay
+    return replay(args)
+
+
 COMMANDS = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench, "init-policy": cmd_init_policy,
-            "serve": cmd_serve, "launch": cmd_launch, "worker": cmd_worker, "keys": cmd_keys}
+            "serve": cmd_serve, "launch": cmd_launch, "worker": cmd_worker, "keys": cmd_keys,
+            "watch": cmd_watch, "replay": cmd_replay}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -80,7 +80,8 @@ class GameServer:
     def __init__(self, arena: str, agents: list[str], matches: int, seed: int = 0, options: dict | None = None,
                  bind: str = "tcp://127.0.0.1:5555", stats_bind: str | None = None, groups: int = 2,
                  keys_dir: str | None = None, games: int | None = None, steps: int | None = None,
-                 heartbeat_liveness: float = HEARTBEAT_LIVENESS, log: Callable[[str], None] | None = None):
+                 heartbeat_liveness: float = HEARTBEAT_LIVENESS, log: Callable[[str], None] | None = None,
+                 spectate_bind: str | None = None):
         import arenas
         from server.netutil import is_loopback, stats_endpoint
 
@@ -123,6 +124,12 @@ class GameServer:
         self.sock.bind(bind)
         self.stats_bind = stats_bind or stats_endpoint(bind)
         self.pub.bind(self.stats_bind)
+        # frames of the matches spectators ask for ('arena watch'); costs a clock read when nobody watches
+        self.spectators = None
+        if spectate_bind:
+            from server.spectator.publisher import FramePublisher
+            self.spectators = FramePublisher(spectate_bind, arena, [g.runner for g in self.groups], ctx=self.ctx,
+                                             keys_dir=keys_dir)
         self.workers: dict[bytes, Worker] = {}
         self.waiting: list[Request] = []          # requests with no live worker for their agent
         self._buffers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -203,6 +210,8 @@ class GameServer:
         """Step ``group`` with the actions collected; returns whether it should go on."""
         runner = group.runner
         new = runner.account(runner.end_step())
+        if self.spectators is not None:
+            self.spectators.publish(group.index, runner.game, runner.steps)
         self.on_progress(self, new)
         group.finished = runner.done
         return not group.finished
@@ -274,6 +283,8 @@ class GameServer:
             self._ask(group)
 
     def _tick(self, now: float) -> None:
+        if self.spectators is not None:
+            self.spectators.poll()
         for w in list(self.workers.values()):
             if now - w.last_seen > self.liveness:
                 self._lose(w, f"silent for {now - w.last_seen:.1f} s")
@@ -380,5 +391,7 @@ class GameServer:
         time.sleep(0.05)
         self.sock.close(0)
         self.pub.close(0)
+        if self.spectators is not None:
+            self.spectators.close()
         if self.auth is not None:
             self.auth.stop()
