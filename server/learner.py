@@ -32,6 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -96,10 +97,15 @@ class SegmentBatch:
     ``logp``       (S, T) float32           its log-probability under the behaviour policy
     ``rewards``    (S, T) float32           reward the seat got from this decision until its next
     ``dones``      (S, T) bool              the seat's episode ended before its next decision
+    ``valid``      (S, T) bool              the decision exists: a segment cut short by its
+                                            seat's episode end (a battle agent that died
+                                            while its match goes on) holds ``valid`` decisions
+                                            ``0 .. k-1`` (the last one ``done``) and padding
     ``version``    (S,) int64               policy version of the segment's first decision
     ============== ======================== ===============================================
 
-    ``size`` segments are filled (rows ``0 .. size - 1``); ``clear`` empties the batch.
+    ``size`` segments are filled (rows ``0 .. size - 1``); ``clear`` empties the batch. Padding is
+    never trained on and, sitting after a ``done``, never reaches a valid decision's returns.
     """
 
     def __init__(self, capacity: int, horizon: int, obs_shape, obs_dtype, num_actions: int):
@@ -111,6 +117,7 @@ class SegmentBatch:
         self.logp = np.zeros((s, t), dtype=np.float32)
         self.rewards = np.zeros((s, t), dtype=np.float32)
         self.dones = np.zeros((s, t), dtype=np.bool_)
+        self.valid = np.ones((s, t), dtype=np.bool_)
         self.version = np.zeros(s, dtype=np.int64)
         self.size = 0
 
@@ -158,14 +165,15 @@ def masked_log_probs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 # -- the update ---------------------------------------------------------------------------------------
 def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentBatch, cfg: PPOConfig,
-               version: int = 0, lock: threading.Lock | None = None,
+               version: int = 0, sync: Callable[[], None] | None = None,
                generator: torch.Generator | None = None) -> dict:
     """One PPO update on the filled segments of ``batch``; returns statistics.
 
     ``net`` maps observations ``(B, *obs)`` to ``(logits (B, A), values (B,))`` (``PolicyNet``).
     ``version`` is the learner's current policy version (segments older than ``cfg.max_lag`` behind
-    it are dropped). ``lock``, when given, is held around each optimizer step only, so that a gossip
-    thread never sees (nor writes) half-stepped parameters. The batch is not cleared.
+    it are dropped). ``sync``, when given, is called after every optimizer step: a safe point (no
+    autograd graph alive) where the caller may publish or replace the parameters, as
+    ``TorchParams.sync`` does for gossip. The batch is not cleared.
     """
     start = time.perf_counter()
     device = next(net.parameters()).device
@@ -182,6 +190,7 @@ def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentB
     take = (lambda a: torch.from_numpy(a[:n])) if dropped == 0 else (lambda a: torch.from_numpy(a[keep]))
     obs, mask, actions = take(batch.obs).to(device), take(batch.mask).to(device), take(batch.actions).to(device)
     mu_logp, rewards, dones = take(batch.logp).to(device), take(batch.rewards).to(device), take(batch.dones).to(device)
+    valid = take(batch.valid).to(device)
     s, t = actions.shape
     obs_shape = obs.shape[2:]
 
@@ -191,17 +200,19 @@ def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentB
         values = values.reshape(s, t + 1)
         logits = logits.reshape(s, t + 1, -1)[:, :t]
         logp_now = masked_log_probs(logits, mask).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        log_rhos = logp_now - mu_logp
+        log_rhos = (logp_now - mu_logp).masked_fill(~valid, 0.0)
 
         # -- 3. V-trace corrected GAE: advantages for the policy, targets for the value -----------------
         advantages, targets = vtrace_gae(rewards, values, dones, log_rhos, cfg.gamma, cfg.gae_lambda,
                                          cfg.rho_bar, cfg.c_bar)
 
-    # -- 4. epochs of minibatch steps over the flattened decisions ------------------------------------
-    b_obs = obs[:, :t].reshape((s * t,) + obs_shape)
-    b_mask, b_actions = mask.reshape(s * t, -1), actions.reshape(-1)
-    b_mu, b_adv, b_targets = mu_logp.reshape(-1), advantages.reshape(-1), targets.reshape(-1)
-    batch_size = s * t
+    # -- 4. epochs of minibatch steps over the valid decisions, flattened ------------------------------
+    flat = torch.nonzero(valid.reshape(-1)).squeeze(1)
+    b_obs = obs[:, :t].reshape((s * t,) + obs_shape)[flat]
+    b_mask, b_actions = mask.reshape(s * t, -1)[flat], actions.reshape(-1)[flat]
+    b_mu, b_adv, b_targets = mu_logp.reshape(-1)[flat], advantages.reshape(-1)[flat], targets.reshape(-1)[flat]
+    b_values = values[:, :t].reshape(-1)[flat]
+    batch_size = int(flat.numel())
     mb_size = max(1, batch_size // cfg.num_minibatches)
     clipfracs, approx_kl, epochs_done = [], torch.zeros(()), 0
     for epoch in range(cfg.update_epochs):
@@ -232,11 +243,9 @@ def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentB
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
-            if lock is None:
-                optimizer.step()
-            else:
-                with lock:
-                    optimizer.step()
+            optimizer.step()
+            if sync is not None:
+                sync()
         epochs_done = epoch + 1
         if cfg.target_kl is not None and approx_kl.item() > cfg.target_kl:
             break
@@ -244,8 +253,8 @@ def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentB
     # -- 5. statistics --------------------------------------------------------------------------------
     with torch.no_grad():
         var_y = b_targets.var()
-        explained = 1.0 - (values[:, :t].reshape(-1) - b_targets).var() / var_y if var_y > 0 else torch.tensor(float("nan"))
-        rho = log_rhos.exp()
+        explained = 1.0 - (b_values - b_targets).var() / var_y if var_y > 0 else torch.tensor(float("nan"))
+        rho = log_rhos.reshape(-1)[flat].exp()
     stats.update({
         "decisions": int(batch_size),
         "pg_loss": float(pg_loss.item()), "v_loss": float(v_loss.item()), "entropy": float(entropy.item()),
@@ -259,24 +268,34 @@ def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentB
 
 # -- parameters as one flat vector (for gossip) -------------------------------------------------------
 class TorchParams:
-    """A net's parameters as one flat float32 vector, with the lock that makes each access atomic.
+    """A net's parameters as one flat float32 vector, for a gossip thread (``server.gossip.FlatParams``).
 
-    ``get`` copies the parameters out; ``set`` writes a whole vector in (both under ``lock``, so a
-    concurrent optimizer step holding the same lock never interleaves). Buffers (such as
-    ``PolicyNet.obs_scale``) are constants and are not exchanged.
+    The gossip thread never touches the net: writing a parameter while the training thread is between
+    a forward and a backward pass would break autograd (and a forward pass could read half-written
+    weights). Instead it reads a *snapshot* the training thread publishes, and hands averages over
+    as *pending*; the training thread applies them whole at its next safe point, ``sync`` (called
+    after each optimizer step by ``ppo_update`` and before each acting pass by the trainer), and
+    publishes a new snapshot. ``lock`` guards only the snapshot and the pending list (microseconds).
+    Buffers (such as ``PolicyNet.obs_scale``) are constants and are not exchanged.
     """
 
-    def __init__(self, net: nn.Module, lock: threading.Lock | None = None):
+    def __init__(self, net: nn.Module):
         self.params = [p for p in net.parameters()]
         self.size = int(sum(p.numel() for p in self.params))
-        self.lock = lock or threading.Lock()
         self.layout = [list(p.shape) for p in self.params]
+        self.lock = threading.Lock()
+        self.averaged = 0                 # averages applied so far
+        self._pending: list[np.ndarray] = []
+        self._snapshot = self.read()
 
-    def get(self) -> np.ndarray:
+    # -- the training thread ---------------------------------------------------------------------
+    def read(self) -> np.ndarray:
+        """The parameters now (training thread)."""
         with torch.no_grad():
             return torch.cat([p.detach().reshape(-1).float().cpu() for p in self.params]).numpy()
 
-    def set(self, vec: np.ndarray) -> None:
+    def write(self, vec: np.ndarray) -> None:
+        """Replace the parameters (training thread, at a safe point)."""
         if vec.shape != (self.size,) or vec.dtype != np.float32:
             raise ValueError(f"expected a float32 vector of {self.size}, got {vec.dtype}{vec.shape}")
         src = torch.from_numpy(np.ascontiguousarray(vec))
@@ -286,3 +305,32 @@ class TorchParams:
                 k = p.numel()
                 p.copy_(src[offset:offset + k].view_as(p))
                 offset += k
+
+    def sync(self, changed: bool = True) -> int:
+        """Apply the pending averages, then publish a snapshot if anything changed (``changed``: the
+        optimizer stepped). Returns how many averages were applied."""
+        with self.lock:
+            pending, self._pending = self._pending, []
+        if pending:
+            x = self.read()
+            for theirs in pending:
+                x = (x + theirs) * np.float32(0.5)
+            self.write(x)
+            self.averaged += len(pending)
+        if pending or changed:
+            snap = self.read()
+            with self.lock:
+                self._snapshot = snap
+        return len(pending)
+
+    # -- the gossip thread -----------------------------------------------------------------------
+    def get(self) -> np.ndarray:
+        """The last published parameters (a copy)."""
+        with self.lock:
+            return self._snapshot.copy()
+
+    def average(self, theirs: np.ndarray) -> np.ndarray:
+        """Average with ``theirs`` at the next ``sync``; returns the parameters it will average with."""
+        with self.lock:
+            self._pending.append(np.array(theirs, dtype=np.float32, copy=True))
+            return self._snapshot.copy()

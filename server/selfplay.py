@@ -1,9 +1,15 @@
 """Training in one process: a batched game, the current policy against a mix of opponents, PPO updates.
 
-    trainer = Trainer(TrainConfig(arena="connect4"))
-    while trainer.seconds < 300:
-        stats = trainer.iterate()                # collect one batch of segments, one ppo_update
+    trainer = Trainer(preset("connect4"))        # the measured settings per arena (PRESETS)
+    trainer.run(seconds=60)                      # iterate(): collect a batch of segments, one ppo_update
     trainer.evaluate("greedy", games=1000)       # MatchRunner, half first / half second
+    trainer.save("runs/c4")                      # ckpt:runs/c4 for arena run
+
+With gossip (one process per learner; ``server.gossip``)::
+
+    node = GossipNode("L0", "tcp://127.0.0.1:5600", trainer.params, {"L1": "tcp://127.0.0.1:5601"},
+                      version=lambda: trainer.version).start()
+    trainer.run(seconds=600, gossip=node, every=1)   # one exchange per update, in the background
 
 **Seats and segments.** Each match slot seats the learner on one team (alternating by slot, so it
 plays first or on the left half the time) against an opponent drawn from ``TrainConfig.opponents``:
@@ -19,7 +25,9 @@ and cuts it into segments of ``horizon`` decisions of that seat:
   last decision of each with ``done``.
 - **Teams (battle).** Every live agent of the learner's team acts in the same step, each on its own
   stream; an agent that dies gets ``done`` on its last decision and makes no more decisions until its
-  slot's next match. ``win_reward`` (+ for a win, - for a loss, to the learner seats still deciding when
+  slot's next match, so its stream is emitted at once, cut short (``SegmentBatch.valid``) rather than
+  left to wait and grow stale. The step limit's truncation ends a match like a termination (no
+  bootstrap past it: with ``timeout_winner="survivors"`` the match is decided there). ``win_reward`` (+ for a win, - for a loss, to the learner seats still deciding when
   the match ends) adds the team outcome to the arena's own damage and kill rewards.
 
 The segments go into a ``SegmentBatch``; a segment that spans an update keeps the older version, so
@@ -28,9 +36,9 @@ The segments go into a ``SegmentBatch``; a segment that spans an update keeps th
 from __future__ import annotations
 
 import copy
-import threading
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,7 +48,7 @@ from agents import make_agent
 from agents.neural import NeuralAgent, PolicyNet
 from simcore.game import DRAW
 
-from .learner import MASKED_LOGIT, PPOConfig, SegmentBatch, ppo_update
+from .learner import MASKED_LOGIT, PPOConfig, SegmentBatch, TorchParams, ppo_update
 from .match import MatchRunner
 
 SELF, PAST = "self", "past"
@@ -75,12 +83,31 @@ class TrainConfig:
     win_reward: float = 0.0
     """Team outcome added at a match's end to the learner seats still deciding (+win / -loss)."""
     seed: int = 0
-    """Seeds the game, the net's initialisation, sampling and the opponents."""
+    """Seeds the game, sampling and the opponents (and the net, unless ``net_seed`` is given)."""
+    net_seed: int | None = None
+    """Seeds the net's initialisation; learners that gossip should share it (and differ in ``seed``)."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """The update's hyper-parameters."""
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+#: per-arena settings that reach the bars of issue 5 (see ``preset``); anything not named is the default
+PRESETS: dict[str, dict] = {
+    "connect4": {},
+    "battle": {"num_matches": 128, "horizon": 32, "batch_segments": 512, "win_reward": 1.0,
+               "ppo": {"lr": 5e-4}},
+}
+
+
+def preset(arena: str, **overrides) -> TrainConfig:
+    """``TrainConfig`` for ``arena`` from ``PRESETS`` (defaults for an arena without one), with
+    ``overrides`` (``ppo`` may be a dict of ``PPOConfig`` fields)."""
+    fields = {**PRESETS.get(arena, {}), **overrides}
+    ppo = fields.pop("ppo", {})
+    ppo = ppo if isinstance(ppo, PPOConfig) else PPOConfig(**{**PRESETS.get(arena, {}).get("ppo", {}), **ppo})
+    return TrainConfig(arena=arena, ppo=ppo, **fields)
 
 
 class SeatCollector:
@@ -129,7 +156,10 @@ class SeatCollector:
         self.open[rows] = True
 
     def observe(self, batch: SegmentBatch, bonus: np.ndarray | None = None) -> None:
-        """After ``game.step``: rewards reach the open decisions; ended episodes close them."""
+        """After ``game.step``: rewards reach the open decisions; ended episodes close them.
+
+        A stream whose seat is done while its match goes on (a battle agent that died) is emitted at
+        once, cut short if need be: it would otherwise wait for the next match and grow stale."""
         rows = np.flatnonzero(self.open)
         last = self.ptr[rows] - 1
         gained = self.rewards_flat[rows] if bonus is None else self.rewards_flat[rows] + bonus[rows]
@@ -138,15 +168,17 @@ class SeatCollector:
         rows, last = rows[ended], last[ended]
         self.dones[rows, last] = True
         self.open[rows] = False
-        full = rows[self.ptr[rows] == self.horizon]
-        if full.size:
-            self._emit(full, batch)
+        idle = ~self.game.episode_done[rows // self.game.num_agents]
+        emit = rows[idle | (self.ptr[rows] == self.horizon)]
+        if emit.size:
+            self._emit(emit, batch)
 
     def _emit(self, rows: np.ndarray, batch: SegmentBatch) -> None:
         sl = batch.claim(rows.size)
         k = sl.stop - sl.start
         self.lost_segments += rows.size - k
         src = rows[:k]
+        batch.valid[sl] = np.arange(self.horizon)[None, :] < self.ptr[src][:, None]
         batch.obs[sl, :-1] = self.obs[src]
         batch.obs[sl, -1] = self.obs_flat[src]   # the next decision's observation (unused after a done)
         batch.mask[sl] = self.mask[src]
@@ -161,8 +193,8 @@ class SeatCollector:
 class Trainer:
     """The in-process training loop: collect segments from ``num_matches`` slots, update, repeat.
 
-    ``lock`` is held around each optimizer step (and ``net`` is only written under it), so a gossip
-    thread (``server.gossip``) may read and average the parameters at any time (``TorchParams``).
+    ``params`` (``TorchParams``) is what a gossip node (``server.gossip``) reads and averages: the
+    trainer applies pending averages before each acting pass and after each optimizer step.
     ``version`` counts updates.
     """
 
@@ -171,13 +203,13 @@ class Trainer:
         self.device = torch.device(device)
         self.game = arenas.make(cfg.arena, num_matches=cfg.num_matches, seed=cfg.seed, **cfg.options)
         game = self.game
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed if cfg.net_seed is None else cfg.net_seed)
         space = game.single_observation_space
         self.net = net or PolicyNet(space.shape, game.num_actions, arch=cfg.arch, hidden=cfg.hidden,
                                     channels=cfg.channels, obs_high=np.asarray(space.high, np.float32))
         self.net.to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
-        self.lock = threading.Lock()
+        self.params = TorchParams(self.net)
         self.version = 0
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -239,6 +271,7 @@ class Trainer:
         game, col = self.game, self.collector
         active = game.active.reshape(-1)
         rows = np.flatnonzero(active & self.learner_rows)
+        self.params.sync(changed=False)
         if rows.size:
             acts, logp = self._policy(col.obs_flat[rows], col.mask_flat[rows])
             self._actions_flat[rows] = acts
@@ -275,7 +308,7 @@ class Trainer:
 
     # -- learning ------------------------------------------------------------------------------------
     def update(self) -> dict:
-        stats = ppo_update(self.net, self.optimizer, self.batch, self.cfg.ppo, self.version, self.lock, self.gen)
+        stats = ppo_update(self.net, self.optimizer, self.batch, self.cfg.ppo, self.version, self.params.sync, self.gen)
         self.batch.clear()
         self.dropped_segments += stats["dropped_segments"]
         self.version += 1
@@ -284,8 +317,7 @@ class Trainer:
         return stats
 
     def _snapshot(self) -> None:
-        with self.lock:
-            state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
         self.pool.append(state)
         del self.pool[:-self.cfg.pool_size]
         past = self.opponents[self.opponent_names.index(PAST)]
@@ -303,6 +335,21 @@ class Trainer:
                      steps=self.steps, total_decisions=self.decisions, seconds=self.seconds)
         return stats
 
+    def run(self, seconds: float | None = None, updates: int | None = None, gossip=None, every: int = 1,
+            on_update=None) -> None:
+        """Iterate until ``seconds`` of training or ``updates`` updates (whichever first). With
+        ``gossip`` (a started ``server.gossip.GossipNode`` over ``self.params``), ask it for one
+        exchange every ``every`` updates; it runs in the background and lands at a safe point.
+        ``on_update(trainer, stats)`` after each update."""
+        start_seconds, start_version = self.seconds, self.version
+        while ((seconds is None or self.seconds - start_seconds < seconds)
+               and (updates is None or self.version - start_version < updates)):
+            stats = self.iterate()
+            if gossip is not None and self.version % every == 0:
+                gossip.request()
+            if on_update is not None:
+                on_update(self, stats)
+
     def win_rates(self, reset: bool = True) -> dict:
         """Learner's win rate per opponent in the games played since the last call (self-play left out)."""
         out = {}
@@ -317,11 +364,21 @@ class Trainer:
     # -- evaluation ----------------------------------------------------------------------------------
     def policy_agent(self, greedy: bool = False, seed: int = 0) -> NeuralAgent:
         """A ``NeuralAgent`` on a copy of the current net (sampling, or the argmax with ``greedy``)."""
-        with self.lock:
-            net = copy.deepcopy(self.net)
+        net = copy.deepcopy(self.net)
         agent = NeuralAgent(self.game, seed=seed, net=net, device=str(self.device), greedy=greedy)
         agent.name = "learner"
         return agent
+
+    def save(self, path) -> "Path":
+        """Write the policy as ``ckpt:`` loads it (``PATH.safetensors`` + ``PATH.json``, atomically)."""
+        return self.policy_agent().save(path)
+
+    def load(self, path) -> None:
+        """Restart from a policy saved by ``save`` (a learner that rejoins from its checkpoint): the
+        weights are loaded strictly and published to gossip; optimizer moments start afresh."""
+        agent = NeuralAgent.load(path, game=self.game, device=str(self.device))
+        self.net.load_state_dict(agent.net.state_dict(), strict=True)
+        self.params.sync()
 
     def evaluate(self, opponent: str, games: int = 1000, greedy: bool = False, seed: int = 12345) -> dict:
         """Play ``games`` games (one per slot; half as first player / left team) against ``opponent``."""
