@@ -58,7 +58,7 @@ class Connect4Greedy(Agent):
     name = "greedy"
 
     def __init__(self, game=None, seed: int = 0, **kwargs):
-        super().__init__(game, seed)
+        super().__init__(game, seed, **kwargs)   # unknown --agent-arg keys are an error
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         obs = np.ascontiguousarray(obs, dtype=np.int8)

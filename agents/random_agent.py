@@ -34,7 +34,7 @@ class RandomAgent(Agent):
     name = "random"
 
     def __init__(self, game=None, seed: int = 0, **kwargs):
-        super().__init__(game, seed)
+        super().__init__(game, seed, **kwargs)   # unknown --agent-arg keys are an error
         self.rng = np.random.default_rng(seed)
 
     def reset(self, seed: int | None = None) -> None:
