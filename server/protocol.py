@@ -24,12 +24,12 @@ type         arrays                   meta
 ``actions``  ``actions``              the reply to ``act``, same ``seq``
 ``match_start`` ``slots``             matches began in these batch slots (no reply)
 ``match_end`` ``slots``, ``outcomes``  matches ended: +1 won, 0 draw, -1 lost (no reply)
-``error``    -                        ``{"error": str}``: the reply when acting failed
+``error``    -                        ``{"error": str}``: the reply when acting failed, or a refused ``params`` (same ``seq``)
 ``heartbeat`` -                       liveness, both ways (a worker's carries its ``agents``)
 ``stats``    -                        the game server's figures, once a second on its PUB socket
 ``frame``    one match's state arrays   ``{"arena", "slot", "step", ...}``: for spectators
-``params``   ``params`` (float32)     gossip: a learner offers its parameters ``{"learner", "version"}``
-``params_ack`` ``params`` (float32)   gossip: the peer's parameters in return (the exchange is pairwise)
+``params``   ``params`` (float32)     gossip: a learner offers its parameters ``{"learner", "version", "size", "layout"}``
+``params_ack`` ``params`` (float32)   gossip: the peer's parameters before it averaged, same ``seq`` and meta keys
 ``bye``      -                        ``{}``: an orderly goodbye
 ============ ======================== ======================================================
 """
