@@ -1,10 +1,10 @@
 """Agents by name: the built-in ones, per arena where the agent is game-specific."""
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from .base import Agent
+from simcore.plugins import load_module_attr  # built-in targets are "module:Attr"
 
 # name -> {arena name or "*": "module:Class"}
 _BUILTIN: dict[str, dict[str, str]] = {
@@ -30,11 +30,6 @@ def arenas_of(name: str) -> list[str]:
     return list(_BUILTIN.get(name, {}))
 
 
-def _load(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def make_agent(name: str, game, seed: int = 0, **kwargs: Any) -> Agent:
     """Build agent ``name`` for ``game`` (a ``BatchedGame``), seeded with ``seed``."""
     by_arena = _BUILTIN.get(name)
@@ -45,6 +40,6 @@ def make_agent(name: str, game, seed: int = 0, **kwargs: Any) -> Agent:
     if target is None:
         raise UnknownAgent(f"agent {name!r} does not play {arena!r} (it plays {', '.join(by_arena)}); "
                            f"choose from: {', '.join(names(arena))}")
-    agent = _load(target)(game, seed=seed, **kwargs)
+    agent = load_module_attr(target)(game, seed=seed, **kwargs)
     agent.name = name
     return agent

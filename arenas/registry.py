@@ -5,10 +5,11 @@ Built-in arenas register here; installed packages add theirs through the entry-p
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable
+
+from simcore.plugins import load_module_attr  # built-in targets are "module:Attr"
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,6 @@ class UnknownArena(KeyError):
         return str(self.args[0])
 
 
-def _load(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _entry_points() -> dict[str, Any]:
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
@@ -66,7 +59,7 @@ def _as_spec(obj: Any, name: str) -> ArenaSpec:
 def get(name: str) -> ArenaSpec:
     """The spec of arena ``name``; raises ``UnknownArena`` naming the choices."""
     if name in _BUILTIN:
-        return _load(_BUILTIN[name])
+        return load_module_attr(_BUILTIN[name])
     eps = _entry_points()
     if name in eps:
         try:

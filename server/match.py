@@ -139,7 +139,8 @@ class MatchRunner:
         # a legal stand-in move keeps the engine's rules intact until the slot is reset after the step
         self._actions_flat[rows] = np.argmax(self._mask_flat[rows] != 0, axis=1)
 
-    def _take(self, i: int, rows: np.ndarray, out) -> None:
+    def take(self, i: int, rows: np.ndarray, out) -> None:
+        """Agent ``i``'s answer for ``rows``: validated, bad rows forfeited, good ones stored."""
         try:
             actions, bad = validate_actions(out, self._mask_flat[rows])
         except AgentFault as exc:
@@ -171,10 +172,6 @@ class MatchRunner:
                 continue
             asked.append((i, rows))
         return asked
-
-    def take(self, i: int, rows: np.ndarray, out) -> None:
-        """Agent ``i``'s answer for ``rows``: validated, bad rows forfeited, good ones stored."""
-        self._take(i, rows, out)
 
     def fault(self, i: int, rows: np.ndarray, reason: str, disqualify: bool = False) -> None:
         """Agent ``i`` could not answer for ``rows``; with ``disqualify`` it is asked no more."""
@@ -219,7 +216,7 @@ class MatchRunner:
             except Exception as exc:
                 self.fault(i, rows, _describe(exc))
                 continue
-            self._take(i, rows, out)
+            self.take(i, rows, out)
         for i, rows in asked:
             agent = self.agents[i]
             if not getattr(agent, "isolated", False) or i in self.disqualified:
@@ -229,7 +226,7 @@ class MatchRunner:
             except AgentFault as exc:
                 self.fault(i, rows, str(exc), disqualify=agent.fault is not None)
                 continue
-            self._take(i, rows, out)
+            self.take(i, rows, out)
         return self.end_step()
 
     def step(self) -> np.ndarray:
