@@ -30,6 +30,8 @@ from agents.loader import adapt
 from simcore.game import DRAW, BatchedGame
 
 FORFEIT = -2  # a pseudo-team in the forfeit bookkeeping: "nobody forfeited"
+_EMPTY = np.zeros(0, dtype=np.int64)
+NONE_COUNTED = (_EMPTY, _EMPTY, _EMPTY, _EMPTY.astype(np.bool_))
 
 
 @dataclass
@@ -106,6 +108,8 @@ class MatchRunner:
         self.steps = 0
         self.agent_steps = 0
         self._outcome_chunks: list[np.ndarray] = []
+        #: ``(slots, winner, length, forfeited)`` of the games counted by the last ``record`` call
+        self.last_counted: tuple[np.ndarray, ...] = NONE_COUNTED
         self._forfeit_team = np.full(n, FORFEIT, dtype=np.int64)   # per slot this step: the team that forfeits
         self._forfeit_len = np.zeros(n, dtype=np.int64)
         self._ended_forfeit = self._forfeit_team.copy()   # the forfeits of the last ended step, for record()
@@ -241,7 +245,9 @@ class MatchRunner:
 
         Vectorised over the slots: per-agent totals grow by ``bincount`` per team.
         """
-        if slots.size:
+        if not slots.size:
+            self.last_counted = NONE_COUNTED
+        else:
             game, k = self.game, len(self.agents)
             ff = self._ended_forfeit[slots]
             natural = ff == FORFEIT
@@ -275,6 +281,7 @@ class MatchRunner:
                 for c in range(3):
                     rec[c] += int(table[p, c])
             self._outcome_chunks.append(np.stack([slots, winner, length], axis=1))
+            self.last_counted = (slots, winner, length, ~natural)
             self.games += int(slots.size)
         self._tell_agents(slots if all_finished is None else all_finished)
 

@@ -262,7 +262,9 @@ class Recorder:
         self._buf[self._rows, self._pos] = game.actions
         self._pos += 1
         if new_games:
-            self._take(*_counted_last_step(self.runner, new_games))
+            if self.runner.last_counted[0].size != new_games:
+                raise RuntimeError("the runner's last counted games are not this step's: call on_step after every step")
+            self._take(*self.runner.last_counted)
         # a match ended (by the rules or a forfeit) where a new one starts or, without auto-reset, where
         # the episode is done
         ended = np.flatnonzero((game.step_count == 0) | game.episode_done)
@@ -303,18 +305,6 @@ class Recorder:
 
     def save(self, path: str | Path) -> Path:
         return self.recording().save(path)
-
-
-def _counted_last_step(runner, new_games: int) -> tuple[np.ndarray, ...]:
-    """``(slots, winner, length, forfeit)`` of the ``new_games`` games the runner counted in its last
-    step: the last block of its outcome log, and its forfeit bookkeeping of that step."""
-    from server.match import FORFEIT
-
-    block = runner._outcome_chunks[-1]
-    if block.shape[0] != new_games:
-        raise RuntimeError("the runner's last outcome block is not this step's: call on_step after every step")
-    slots = block[:, 0]
-    return slots, block[:, 1], block[:, 2], runner._ended_forfeit[slots] != FORFEIT
 
 
 def _jsonable(options: dict) -> dict:
