@@ -240,3 +240,47 @@ def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, age
         "ratio": round(ratio, 3), "codec_us": round(codec["codec_s"] * 1e6, 1),
         "step_ms": round(codec["step_s"] * 1e3, 3), "codec_share": round(codec["codec_share"], 5),
         "server": dist.get("server", {})}}
+
+
+# -- training beside acting (arena bench --train) ---------------------------------------------------
+def run_train_bench(names: list[str], learners: int = 2, workers: int = 1, minutes: float = 2.0,
+                    launch_steps: int = 300, out: IO | None = None) -> dict:
+    """``arena train`` for ``minutes``, then ``arena launch`` with the policy it saved on every seat (no
+    learning; ``learners * workers`` policy workers, the same number of match slots as the training
+    workers played at once), and the ratio of their agent-steps/s. Training's figure is its rate after
+    every rollout worker's first delivery (start-up left out); launch's is its own summary."""
+    import io
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .train import TrainPlan, preset, run_training
+
+    say = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
+    figures = {}
+    for name in names:
+        tmp = Path(tempfile.mkdtemp(prefix="arena-bench-train-"))
+        try:
+            cfg = preset(name)
+            log = io.StringIO()
+            summary = run_training(TrainPlan(arena=name, out=tmp / "run", learners=learners, workers=workers,
+                                             minutes=minutes, eval_games=0, every=30.0), out=log)
+            train_rate = summary.get("steady_agent_steps_per_s", summary["agent_steps_per_s"])
+            procs = learners * workers
+            policy = f"ckpt:{tmp / 'run' / 'policy'}"
+            launch = _cli_json(["launch", name, "--agents", f"{policy},{policy}", "--workers", str(procs),
+                                "--matches", str(cfg.num_matches * procs), "--steps", str(launch_steps)])
+            ratio = train_rate / launch["agent_steps_per_s"]
+            say(f"{name}: {learners} learner(s) x {workers} worker(s), {cfg.num_matches} matches per worker, "
+                f"{cfg.arch} {cfg.hidden} policy")
+            say(f"  arena launch, same policy on every seat, no learning : {launch['agent_steps_per_s']:>12,.0f} agent-steps/s")
+            say(f"  arena train ({minutes:g} min, after warm-up)              : {train_rate:>12,.0f} agent-steps/s"
+                f"  = {100 * ratio:.0f}% of launch")
+            say(f"  ({summary['dropped_segments']:,} stale segments dropped; updates {summary['updates']})")
+            figures[name] = {"learners": learners, "workers": workers, "matches_per_worker": cfg.num_matches,
+                             "train_agent_steps_per_s": train_rate,
+                             "launch_agent_steps_per_s": launch["agent_steps_per_s"], "ratio": round(ratio, 3),
+                             "updates": summary["updates"], "dropped_segments": summary["dropped_segments"]}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"train_vs_launch": figures}

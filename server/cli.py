@@ -119,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     wk.add_argument("--quiet", action="store_true")
 
     cli_spectator.add_parsers(sub)
+    from server import cli_train
+    cli_train.add_parsers(sub, _positive, _seed)
 
     ky = sub.add_parser("keys", help="make CURVE key pairs (server and client) for non-loopback endpoints")
     ky.add_argument("dir")
@@ -139,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--distributed", action="store_true",
                    help="instead: arena run against arena launch (battle, random agents) and the wire codec's cost")
     b.add_argument("--workers", type=_positive, default=1, help="workers for --distributed (default 1)")
+    b.add_argument("--train", action="store_true",
+                   help="arena train beside arena launch with the same policy and no learning, per arena")
+    b.add_argument("--learners", type=_positive, default=2, help="learners for --train (default 2)")
+    b.add_argument("--minutes", type=float, default=2.0, help="training minutes per arena for --train (default 2)")
     b.add_argument("--steps", type=_positive, default=150, help="batched steps for --distributed (default 150)")
     return p
 
@@ -535,6 +541,12 @@ def cmd_bench(args) -> int:
     for n in names:
         if n not in arenas.names():
             raise UsageError(f"arena bench: unknown arena {n!r}; choose from: {', '.join(arenas.names())}")
+    if args.train:
+        from server.bench import run_train_bench
+        figures = run_train_bench(names, learners=args.learners, minutes=args.minutes, out=sys.stdout)
+        if args.json:
+            print(json.dumps(figures))
+        return 0
     if args.distributed:
         from server.bench import run_distributed
         figures = run_distributed(matches=args.matches, steps=args.steps, workers=args.workers, out=sys.stdout)
@@ -568,6 +580,16 @@ def cmd_watch(args) -> int:
     return watch(args)
 
 
+def cmd_train(args) -> int:
+    from server.cli_train import cmd_train as train
+    return train(args, UsageError)
+
+
+def cmd_learner(args) -> int:
+    from server.cli_train import cmd_learner as learner
+    return learner(args, UsageError)
+
+
 def cmd_replay(args) -> int:
     from server.cli_spectator import cmd_replay as replay
     return replay(args)
@@ -575,7 +597,7 @@ def cmd_replay(args) -> int:
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "bench": cmd_bench, "init-policy": cmd_init_policy,
             "serve": cmd_serve, "launch": cmd_launch, "worker": cmd_worker, "keys": cmd_keys,
-            "watch": cmd_watch, "replay": cmd_replay}
+            "watch": cmd_watch, "replay": cmd_replay, "train": cmd_train, "learner": cmd_learner}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -108,6 +108,12 @@ class VectorParams:
         return mine
 
 
+def consensus_distance(vectors: list[np.ndarray]) -> float:
+    """How far the learners are from agreeing: ``sqrt(sum_i ||x_i - mean(x)||^2)`` (0 at consensus)."""
+    x = np.stack(vectors).astype(np.float64)
+    return float(np.sqrt(((x - x.mean(axis=0)) ** 2).sum()))
+
+
 def layout_hash(params: FlatParams) -> int:
     """A checksum of the parameter shapes: learners with different nets never average."""
     return zlib.crc32(repr(getattr(params, "layout", [[params.size]])).encode()) & 0x7FFFFFFF

@@ -26,10 +26,16 @@ type         arrays                   meta
 ``match_end`` ``slots``, ``outcomes``  matches ended: +1 won, 0 draw, -1 lost (no reply)
 ``error``    -                        ``{"error": str}``: the reply when acting failed, or a refused ``params`` (same ``seq``)
 ``heartbeat`` -                       liveness, both ways (a worker's carries its ``agents``)
-``stats``    -                        the game server's figures, once a second on its PUB socket
+``stats``    -                        the game server's figures, once a second on its PUB socket; a learner's
+                                      (``server.train``) likewise
 ``frame``    one match's state arrays   ``{"arena", "slot", "step", ...}``: for spectators
-``params``   ``params`` (float32)     gossip: a learner offers its parameters ``{"learner", "version", "size", "layout"}``
+``params``   ``params`` (float32)     gossip: a learner offers its parameters ``{"learner", "version", "size", "layout"}``;
+                                      the same message on a learner's PUB socket gives its workers a new version
 ``params_ack`` ``params`` (float32)   gossip: the peer's parameters before it averaged, same ``seq`` and meta keys
+``segments`` ``obs``, ``mask``, ``actions``, training: a rollout worker's segments for its learner (``server.train``);
+             ``logp``, ``rewards``,    ``{"worker", "steps", "agent_steps", "decisions", "opponents", "results"}``
+             ``dones``, ``valid``,
+             ``version``
 ``bye``      -                        ``{}``: an orderly goodbye
 ============ ======================== ======================================================
 """
@@ -49,7 +55,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_ARRAYS = 32
 MAX_NDIM = 8
 TYPES = frozenset({"hello", "reset", "act", "actions", "match_start", "match_end", "error", "heartbeat",
-                   "bye", "stats", "frame", "params", "params_ack"})
+                   "bye", "stats", "frame", "params", "params_ack", "segments"})
 #: the dtypes that may cross the wire; never object, never structured
 DTYPES = frozenset({"bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
                     "float16", "float32", "float64"})

@@ -250,6 +250,7 @@ class Trainer:
         self._bonus = np.zeros(n * a, dtype=np.float32) if cfg.win_reward else None
         self.results = np.zeros((len(names), 3), dtype=np.int64)   # per opponent: learner wins, losses, draws
         self.steps = 0
+        self.agent_steps = 0      # actions of every seat that acted, learner and opponents
         self.decisions = 0
         self.seconds = 0.0
         self.dropped_segments = 0
@@ -281,6 +282,7 @@ class Trainer:
             orows = np.flatnonzero(active & (self.owner_flat == j))
             if orows.size:
                 self._actions_flat[orows] = agent.act(col.obs_flat[orows], col.mask_flat[orows])
+        self.agent_steps += int(np.count_nonzero(active))
         game.step(self.actions)
         self.steps += 1
         done = np.flatnonzero(game.episode_done)

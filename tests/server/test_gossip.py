@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.gossip import GossipNode, VectorParams
+from server.gossip import GossipNode, VectorParams, consensus_distance
 
 HERE = Path(__file__).resolve().parent
 PEER = HERE / "gossip_peer.py"
@@ -74,11 +74,6 @@ def run_round(learners: list[Learner]) -> list[str]:
     for l in learners:
         l.send("x")
     return [l.readline() for l in learners]
-
-
-def consensus_distance(vectors: list[np.ndarray]) -> float:
-    x = np.stack(vectors).astype(np.float64)
-    return float(np.sqrt(((x - x.mean(axis=0)) ** 2).sum()))
 
 
 @pytest.fixture

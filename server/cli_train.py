@@ -1,0 +1,151 @@
+"""``arena train`` and ``arena learner``: the CLI side of ``server.train``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
+    return value
+
+
+def add_parsers(sub, positive, seed) -> None:
+    tr = sub.add_parser("train", help="self-play training: K learners that gossip, W rollout workers each")
+    tr.add_argument("arena", help="arena name (see 'arena list')")
+    tr.add_argument("--learners", type=positive, default=2, help="learner processes (default 2)")
+    tr.add_argument("--workers", type=positive, default=1, help="rollout worker processes per learner (default 1)")
+    tr.add_argument("--minutes", type=_minutes, help="train this long (default 10 unless --steps is given)")
+    tr.add_argument("--steps", type=positive, help="stop after this many agent-steps, all learners together")
+    tr.add_argument("--out", help="run directory (default runs/ARENA)")
+    tr.add_argument("--resume", action="store_true", help="go on with the run in --out (weights, optimizer, counters)")
+    tr.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
+    tr.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option (repeatable)")
+    tr.add_argument("--every", type=float, default=10.0, metavar="SECONDS", help="seconds between table rows (default 10)")
+    tr.add_argument("--eval-games", type=int, default=1000, help="games against random and greedy at the end "
+                                                                 "(default 1000; 0 skips)")
+    tr.add_argument("--gossip-every", type=positive, default=1, help="updates between gossip exchanges (default 1)")
+    tr.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
+                    help="seconds between checkpoints (default 60)")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                    help="a TrainConfig field (num_matches, horizon, batch_segments, hidden, ...) or ppo.FIELD")
+
+    le = sub.add_parser("learner", help="one learner and its rollout workers (arena train starts these; "
+                                        "run by hand across machines with --bind/--peers)")
+    le.add_argument("arena")
+    le.add_argument("--name", default="L0", help="this learner's name among its peers (default L0)")
+    le.add_argument("--out", required=True, help="checkpoint directory of this learner")
+    le.add_argument("--workers", type=positive, default=1, help="rollout worker processes (default 1)")
+    le.add_argument("--bind", default="tcp://127.0.0.1:5600", help="gossip endpoint (default tcp://127.0.0.1:5600)")
+    le.add_argument("--peers", default="", help="the other learners: NAME=ENDPOINT,NAME=ENDPOINT")
+    le.add_argument("--pub", help="PUB endpoint for parameters and stats (default: ipc in a temporary directory)")
+    le.add_argument("--keys", metavar="DIR", help="CURVE keys ('arena keys DIR'), required off loopback")
+    le.add_argument("--config", help="TrainConfig JSON (default: the arena's preset)")
+    le.add_argument("--seed", type=seed, default=100, help="this learner's seed (its workers derive theirs)")
+    le.add_argument("--minutes", type=_minutes, help="stop after this long (default: until SIGTERM / Ctrl-C)")
+    le.add_argument("--resume", action="store_true", help="start from the checkpoint in --out")
+    le.add_argument("--gossip-every", type=positive, default=1)
+    le.add_argument("--gossip-timeout", type=float, default=5.0)
+    le.add_argument("--save-every", type=float, default=60.0)
+    le.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option")
+
+
+def _overrides(items: list[str] | None) -> dict:
+    from simcore.options import parse_value
+
+    out: dict = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        if key.startswith("ppo."):
+            out.setdefault("ppo", {})[key[4:]] = parse_value(value)
+        else:
+            out[key] = parse_value(value)
+    return out
+
+
+def cmd_train(args, usage_error) -> int:
+    import arenas
+    from simcore.options import parse_options
+
+    from .selfplay import TrainConfig
+    from .train import preset
+    from .train import TrainError, TrainPlan, run_training
+
+    if args.arena not in arenas.names():
+        raise usage_error(f"arena train: unknown arena {args.arena!r}; arenas: {', '.join(arenas.names())}")
+    try:
+        options = parse_options(args.option)
+        overrides = _overrides(args.overrides)
+        known = set(TrainConfig.__dataclass_fields__) - {"arena", "options", "seed", "net_seed"}
+        bad = [k for k in overrides if k not in known]
+        if bad:
+            raise ValueError(f"--set: unknown field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+        preset(args.arena, **overrides)        # refuses unknown ppo fields now, not in a child process
+    except (ValueError, TypeError) as exc:
+        raise usage_error(f"arena train: {exc}") from None
+    minutes = args.minutes if args.minutes or args.steps else 10.0
+    plan = TrainPlan(arena=args.arena, out=Path(args.out or f"runs/{args.arena}"), learners=args.learners,
+                     workers=args.workers, minutes=minutes, steps=args.steps, seed=args.seed, resume=args.resume,
+                     options=options, every=args.every, eval_games=args.eval_games,
+                     gossip_every=args.gossip_every, save_every=args.save_every, overrides=overrides)
+    try:
+        run_training(plan)
+    except TrainError as exc:
+        print(f"arena train: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_learner(args, usage_error) -> int:
+    import torch
+
+    from simcore.options import parse_options
+
+    from .netutil import EndpointError, is_loopback
+    from .train import preset
+    from .train import Learner, TrainError, _alive_stop_flag, config_from_dict
+
+    try:
+        peers = dict(p.split("=", 1) for p in args.peers.split(",") if p) if args.peers else {}
+    except ValueError:
+        raise usage_error(f"arena learner: --peers {args.peers!r}: expected NAME=ENDPOINT,...") from None
+    try:
+        for ep in [args.bind, *peers.values()]:
+            if not is_loopback(ep) and not args.keys:
+                raise usage_error(f"arena learner: {ep} is not loopback: give --keys DIR (arena keys DIR)")
+    except EndpointError as exc:
+        raise usage_error(f"arena learner: {exc}") from None
+    if args.config:
+        cfg = config_from_dict(json.loads(Path(args.config).read_text()))
+    else:
+        cfg = preset(args.arena, options=parse_options(args.option), net_seed=0)
+    if cfg.arena != args.arena:
+        raise usage_error(f"arena learner: config is for {cfg.arena!r}, not {args.arena!r}")
+    cfg = replace(cfg, seed=args.seed)
+    torch.set_num_threads(1)
+    stop = _alive_stop_flag()
+    try:
+        learner = Learner(cfg, args.name, args.out, workers=args.workers, gossip_bind=args.bind, peers=peers,
+                          pub_bind=args.pub, gossip_every=args.gossip_every, gossip_timeout=args.gossip_timeout,
+                          save_every=args.save_every, resume=args.resume, keys_dir=args.keys)
+    except (TrainError, EndpointError, FileNotFoundError, ValueError) as exc:
+        print(f"arena learner: {exc}", file=sys.stderr)
+        return 1
+    try:
+        learner.run(seconds=args.minutes * 60 if args.minutes else None, stop=stop)
+    except TrainError as exc:
+        print(f"arena learner: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        learner.close()
+    return 0
