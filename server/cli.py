@@ -543,7 +543,8 @@ def cmd_bench(args) -> int:
             raise UsageError(f"arena bench: unknown arena {n!r}; choose from: {', '.join(arenas.names())}")
     if args.train:
         from server.bench import run_train_bench
-        figures = run_train_bench(names, learners=args.learners, minutes=args.minutes, out=sys.stdout)
+        figures = run_train_bench(names, learners=args.learners, workers=args.workers, minutes=args.minutes,
+                                  out=sys.stdout)
         if args.json:
             print(json.dumps(figures))
         return 0

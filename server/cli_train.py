@@ -55,6 +55,7 @@ def add_parsers(sub, positive, seed) -> None:
     le.add_argument("--gossip-every", type=positive, default=1)
     le.add_argument("--gossip-timeout", type=float, default=5.0)
     le.add_argument("--save-every", type=float, default=60.0)
+    le.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     le.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option")
 
 
@@ -137,7 +138,8 @@ def cmd_learner(args, usage_error) -> int:
     try:
         learner = Learner(cfg, args.name, args.out, workers=args.workers, gossip_bind=args.bind, peers=peers,
                           pub_bind=args.pub, gossip_every=args.gossip_every, gossip_timeout=args.gossip_timeout,
-                          save_every=args.save_every, resume=args.resume, keys_dir=args.keys)
+                          save_every=args.save_every, resume=args.resume, keys_dir=args.keys,
+                          exit_with_parent=args.exit_with_parent)
     except (TrainError, EndpointError, FileNotFoundError, ValueError) as exc:
         print(f"arena learner: {exc}", file=sys.stderr)
         return 1

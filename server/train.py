@@ -15,8 +15,9 @@ so the per-seat credit and the segment cutting are those of ``server.selfplay``.
 segments it pushes one ``segments`` message (raw frames, ``server.protocol``) to its learner; before
 each chunk it drains the learner's PUB and loads new parameters only when their version moved. A
 segment carries the version of the policy that made its first decision. PUSH/PULL high-water marks
-of 2 messages give back-pressure: a worker that runs ahead of its learner blocks instead of
-producing data that would only be dropped as stale.
+of one message (on each side, per worker) give back-pressure: a worker that runs ahead of its learner
+blocks instead of producing data that would only be dropped as stale. Workers (and learners started
+by ``arena train``) exit when their parent process is gone.
 
 **Learner** (``Learner``; ``arena learner`` runs one by hand). It fills a ``SegmentBatch`` from
 its workers' messages (each validated: shapes, dtypes, versions; a bad one is dropped and counted),
@@ -68,8 +69,10 @@ from .selfplay import preset as inprocess_preset
 #: messages queued on each side of a worker's PUSH/PULL link: a worker runs at most this far ahead of its
 #: learner, so segments wait in queues for at most a few updates (the lag limit is PPOConfig.max_lag)
 HWM = 1
-#: seconds between a learner's stats messages (and re-publications of unchanged parameters)
+#: seconds between a learner's stats messages (and re-publications of its parameters, for late subscribers)
 STATS_EVERY = 1.0
+#: messages a PUB socket keeps per subscriber (parameters: only the newest matters)
+PUB_HWM = 4
 #: the arrays of a segments message and their dtypes (obs has the arena's observation dtype)
 SEGMENT_ARRAYS = {"mask": "bool", "actions": "int64", "logp": "float32", "rewards": "float32",
                   "dones": "bool", "valid": "bool", "version": "int64"}
@@ -142,11 +145,16 @@ class RolloutWorker:
         self.push.connect(segments_endpoint)
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.setsockopt(zmq.RCVHWM, PUB_HWM)
         self.sub.setsockopt(zmq.LINGER, 0)
         self.sub.connect(params_endpoint)
         self.seq = 0
         self.refreshes = 0
         self.stop = [False]
+        self.parent = os.getppid()
+
+    def _orphaned(self) -> bool:
+        return os.getppid() != self.parent
 
     def _refresh(self, wait: float = 0.0) -> bool:
         """Load the newest ``params`` waiting on the PUB socket if its version moved (waiting up to
@@ -191,18 +199,22 @@ class RolloutWorker:
 
     def run(self) -> int:
         self.stop = _alive_stop_flag()
-        if not self._refresh(wait=60.0):
-            print(f"rollout worker {self.name}: no parameters from the learner within 60 s", file=sys.stderr)
-            return 1
+        deadline = time.monotonic() + 60.0
+        while not self._refresh(wait=0.5):
+            if self.stop[0] or self._orphaned():
+                return 0
+            if time.monotonic() > deadline:
+                print(f"rollout worker {self.name}: no parameters from the learner within 60 s", file=sys.stderr)
+                return 1
         tr = self.trainer
-        while not self.stop[0]:
+        while not self.stop[0] and not self._orphaned():
             self._refresh()
             tr.collect()
             frames = encode(self._message())
             # counters travel as totals since the last message, so a dropped message loses only its own
             tr.steps = tr.agent_steps = tr.decisions = 0
             tr.results[:] = 0
-            while not self.stop[0]:
+            while not self.stop[0] and not self._orphaned():
                 if self.push.poll(200, zmq.POLLOUT):
                     self.push.send_multipart(frames, copy=True)
                     break
@@ -223,7 +235,7 @@ class LearnerState:
     name: str = "L0"
     version: int = 0
     updates: int = 0
-    decisions: int = 0             # valid learner decisions trained on or dropped, all time
+    decisions: int = 0             # decisions of the learner's seats in its workers' games, all time
     agent_steps: int = 0           # actions of every seat in the workers' games, all time
     steps: int = 0                 # batched game steps of the workers, all time
     seconds: float = 0.0           # training time, all runs together
@@ -240,7 +252,7 @@ class Learner:
                  pub_bind: str | None = None, segments_bind: str | None = None, chunk: int | None = None,
                  gossip_every: int = 1, gossip_timeout: float = 5.0, save_every: float = 60.0,
                  resume: bool = False, keys_dir: str | None = None, worker_seed: int | None = None,
-                 log: Callable[[str], None] | None = None):
+                 exit_with_parent: bool = False, log: Callable[[str], None] | None = None):
         self.cfg, self.name, self.out = cfg, name, Path(out)
         self.log = log or (lambda text: print(f"[{name}] {text}", file=sys.stderr, flush=True))
         self.out.mkdir(parents=True, exist_ok=True)
@@ -262,6 +274,7 @@ class Learner:
         self.worker_seed = cfg.seed * 1000 if worker_seed is None else worker_seed
         self.gossip_every, self.save_every = int(gossip_every), float(save_every)
         self.last_stats: dict = {}
+        self.parent = os.getppid() if exit_with_parent else None
 
         self._tmp = tempfile.mkdtemp(prefix=f"arena-{name}-")
         self.ctx = zmq.Context()
@@ -271,6 +284,7 @@ class Learner:
         self.pull.bind(segments_bind or f"ipc://{self._tmp}/segments")
         self.segments_endpoint = self.pull.getsockopt_string(zmq.LAST_ENDPOINT)
         self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.SNDHWM, PUB_HWM)
         self.pub.setsockopt(zmq.LINGER, 0)
         self.pub.bind(pub_bind or f"ipc://{self._tmp}/pub")
         self.pub_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -286,10 +300,16 @@ class Learner:
         if not state_path.is_file():
             raise TrainError(f"--resume: no checkpoint in {self.out} (state.json missing)")
         agent = NeuralAgent.load(self.out / "policy", game=self.game, device="cpu")
-        self.net.load_state_dict(agent.net.state_dict(), strict=True)
+        try:
+            self.net.load_state_dict(agent.net.state_dict(), strict=True)
+        except RuntimeError as exc:
+            raise TrainError(f"--resume: the checkpoint in {self.out} does not fit this configuration "
+                             f"({str(exc).splitlines()[0]})") from None
         opt = self.out / "optimizer.pt"
         if opt.is_file():
             self.optimizer.load_state_dict(torch.load(opt, weights_only=True))
+            for group in self.optimizer.param_groups:      # the configured step size wins over the saved one
+                group["lr"] = self.cfg.ppo.lr
         data = json.loads(state_path.read_text())
         known = {f for f in LearnerState.__dataclass_fields__}
         self.state = LearnerState(**{k: v for k, v in data.items() if k in known})
@@ -375,23 +395,31 @@ class Learner:
             raise ProtocolError("actions out of range")
         if not np.isfinite(msg.arrays["logp"]).all() or not np.isfinite(msg.arrays["rewards"]).all():
             raise ProtocolError("logp and rewards must be finite")
+        if n and not msg.arrays["valid"][:, 0].all():
+            raise ProtocolError("every segment must hold at least one decision")
+        meta = msg.meta
+        for key in ("steps", "agent_steps", "decisions"):
+            if not isinstance(meta.get(key), int) or isinstance(meta.get(key), bool) or meta[key] < 0:
+                raise ProtocolError(f"meta {key!r} must be a non-negative integer")
+        names, results = meta.get("opponents"), meta.get("results")
+        if not isinstance(names, list) or not all(isinstance(k, str) for k in names) or \
+                not isinstance(results, list) or len(results) != 3 * len(names) or \
+                not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in results):
+            raise ProtocolError("meta 'opponents' must be names and 'results' three counts per name")
         return n
 
-    def _take(self, msg: Message) -> None:
-        """Copy a message's segments into the batch, updating each time it fills."""
-        meta = msg.meta
-        st = self.state
-        st.steps += int(meta.get("steps", 0))
-        st.agent_steps += int(meta.get("agent_steps", 0))
-        st.decisions += int(meta.get("decisions", 0))
-        names, results = meta.get("opponents", []), meta.get("results", [])
-        if isinstance(names, list) and isinstance(results, list) and len(results) == 3 * len(names):
-            for j, k in enumerate(names):
-                acc = st.results.setdefault(str(k), [0, 0, 0])
-                for i in range(3):
-                    acc[i] += int(results[3 * j + i])
+    def _take(self, msg: Message) -> bool:
+        """Copy a message's segments into the batch, updating each time it fills; whether it updated."""
+        meta, st = msg.meta, self.state           # checked by _check_segments
+        st.steps += meta["steps"]
+        st.agent_steps += meta["agent_steps"]
+        st.decisions += meta["decisions"]
+        for j, k in enumerate(meta["opponents"]):
+            acc = st.results.setdefault(k, [0, 0, 0])
+            for i in range(3):
+                acc[i] += meta["results"][3 * j + i]
         src = msg.arrays
-        n, start = src["obs"].shape[0], 0
+        n, start, updated = src["obs"].shape[0], 0, False
         while start < n:
             sl = self.batch.claim(n - start)
             k = sl.stop - sl.start
@@ -400,6 +428,8 @@ class Learner:
             start += k
             if self.batch.full:
                 self.update()
+                updated = True
+        return updated
 
     def update(self) -> dict:
         stats = ppo_update(self.net, self.optimizer, self.batch, self.cfg.ppo, self.state.version,
@@ -407,6 +437,8 @@ class Learner:
         self.batch.clear()
         st = self.state
         st.dropped_segments += stats["dropped_segments"]
+        if stats["segments"] == 0:          # all too old: nothing trained, the version stays
+            return stats
         st.version += 1
         st.updates += 1
         self.last_stats = stats
@@ -436,14 +468,18 @@ class Learner:
         self.gossip.start()
         self.start_workers()
         self.publish_params()
-        t0 = last = time.monotonic()
+        t0 = time.monotonic()
         trained0 = self.state.seconds
         next_stats = next_save = t0
         alive = self.num_workers
         try:
             while not stop[0] and (seconds is None or time.monotonic() - t0 < seconds):
+                if self.parent is not None and os.getppid() != self.parent:
+                    self.log("the process that started this learner is gone: stopping")
+                    break
                 if self.pull.poll(100):
-                    while True:
+                    busy_until = time.monotonic() + 0.2
+                    while not stop[0] and time.monotonic() < busy_until:   # then stats, saves, signals
                         try:
                             frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
@@ -455,7 +491,8 @@ class Learner:
                             self.state.bad_messages += 1
                             self.log(f"segments message refused ({exc}); {self.state.bad_messages} so far")
                             continue
-                        self._take(msg)
+                        if self._take(msg):
+                            break
                 if self.params.sync(changed=False):
                     self.publish_params()           # an average landed while we waited for data
                 now = time.monotonic()
@@ -463,9 +500,7 @@ class Learner:
                 if now >= next_stats:
                     alive = self._check_workers()
                     self.pub.send_multipart(encode(self.stats_message(alive)), copy=False)
-                    if now - last >= 5 * STATS_EVERY:
-                        self.publish_params()       # for late subscribers (a restarted worker or watcher)
-                        last = now
+                    self.publish_params()           # for late subscribers (a new worker or watcher)
                     next_stats = now + STATS_EVERY
                     if alive == 0:
                         raise TrainError(f"learner {self.name}: every rollout worker has exited "
@@ -507,6 +542,7 @@ class Watcher:
             self.sub.connect(ep)
         self.stats: dict[str, dict] = {}
         self.params: dict[str, np.ndarray] = {}
+        self.heard: dict[str, float] = {}       # learner -> when its last message arrived
 
     def poll(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -524,15 +560,25 @@ class Watcher:
                 except ProtocolError:
                     continue
                 name = str(msg.meta.get("learner", msg.sender))
+                self.heard[name] = time.monotonic()
                 if msg.type == "stats":
                     self.stats[name] = dict(msg.meta)
                 elif msg.type == "params" and "params" in msg.arrays:
-                    self.params[name] = np.array(msg.arrays["params"])
+                    self.params[name] = msg.arrays["params"]     # a view of the received frame, no copy
 
-    def consensus(self) -> float | None:
-        if len(self.params) < 2 or len({v.size for v in self.params.values()}) != 1:
+    def forget(self, name: str) -> None:
+        """Drop what a learner said (it was restarted, say)."""
+        for d in (self.stats, self.params, self.heard):
+            d.pop(name, None)
+
+    def consensus(self, fresh: float = 3.0) -> float | None:
+        """The consensus distance of the learners heard from in the last ``fresh`` seconds (a dead
+        learner's last parameters would otherwise count forever)."""
+        now = time.monotonic()
+        vecs = [v for n, v in self.params.items() if now - self.heard.get(n, -1e9) <= fresh]
+        if len(vecs) < 2 or len({v.size for v in vecs}) != 1:
             return None
-        return consensus_distance(list(self.params.values()))
+        return consensus_distance(vecs)
 
     def close(self) -> None:
         self.sub.close(linger=0)
@@ -610,20 +656,31 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
     root = plan.out
     run_file = root / "train.json"
-    if run_file.is_file() and not plan.resume:
+    # a run exists once a learner has saved a checkpoint (a start that failed before that leaves none)
+    holds_run = run_file.is_file() and any((root / "learners").glob("*/state.json"))
+    if holds_run and not plan.resume:
         raise TrainError(f"{root} already holds a run; pass --resume to go on with it, or choose another --out")
-    if plan.resume and not run_file.is_file():
-        raise TrainError(f"--resume: {root} holds no run (no train.json)")
+    if plan.resume and not holds_run:
+        raise TrainError(f"--resume: {root} holds no run (no train.json and learner checkpoints)")
     if plan.resume:
         prev = json.loads(run_file.read_text())
         if prev.get("arena") != plan.arena or prev.get("learners") != plan.learners:
             raise TrainError(f"{root} holds a run of {prev.get('arena')} with {prev.get('learners')} learners; "
                              f"resume it with the same arena and --learners")
-        plan.options = prev.get("options", plan.options)
+        # the saved configuration, with what this command changes on top (--set)
+        d = prev["config"]
+        ppo = {**d.pop("ppo"), **plan.overrides.get("ppo", {})}
+        d.update({k: v for k, v in plan.overrides.items() if k != "ppo"})
+        cfg = config_from_dict({**d, "ppo": ppo})
+        plan.options, plan.seed = cfg.options, prev.get("seed", plan.seed)
+    else:
+        cfg = preset(plan.arena, options=plan.options, seed=plan.seed, net_seed=plan.seed, **plan.overrides)
+    if "past" in cfg.opponents:
+        raise TrainError("the 'past' opponent is for in-process training (server.selfplay); "
+                         "arena train's rollout workers play 'self', 'random', 'greedy' or other agents")
     root.mkdir(parents=True, exist_ok=True)
     write_json(run_file, {"arena": plan.arena, "learners": plan.learners, "workers": plan.workers,
-                          "options": plan.options, "seed": plan.seed})
-    cfg = preset(plan.arena, options=plan.options, seed=plan.seed, net_seed=plan.seed, **plan.overrides)
+                          "options": plan.options, "seed": plan.seed, "config": cfg.to_dict()})
     tmp = tempfile.mkdtemp(prefix="arena-train-")
     names = [f"L{i}" for i in range(plan.learners)]
     gossip = {n: f"ipc://{tmp}/{n}.gossip" for n in names}
@@ -637,7 +694,8 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
         cmd = [sys.executable, "-m", "server.cli", "learner", plan.arena, "--config", str(cfg_path),
                "--name", n, "--seed", str(100 + plan.seed + i), "--out", str(root / "learners" / n),
                "--workers", str(plan.workers), "--bind", gossip[n], "--pub", pubs[n],
-               "--gossip-every", str(plan.gossip_every), "--save-every", str(plan.save_every)]
+               "--gossip-every", str(plan.gossip_every), "--save-every", str(plan.save_every),
+               "--exit-with-parent"]
         peers = [f"{m}={gossip[m]}" for m in names if m != n]
         if peers:
             cmd += ["--peers", ",".join(peers)]
@@ -658,11 +716,14 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
               f"{'pg':>7} {'v':>6} {'ent':>5} {'consensus':>9} {'rand':>5} {'grdy':>5} {'wk':>3}")
     start = steady = steady_end = None
     prev: dict[str, dict] = {}
-    prev_t: dict[str, float] = {}
-    table_prev: dict[str, dict] = {}
+    base: dict[str, int] = {}          # each learner's agent-steps when this run began (--resume counts on)
     summary: dict = {}
     interrupted = False
     failed: list[str] = []
+
+    def as_interrupt(signum, frame):
+        raise KeyboardInterrupt
+    old_handlers = {sig: signal.signal(sig, as_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         next_row = time.monotonic() + plan.every
         while True:
@@ -676,15 +737,16 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
                 raise TrainError("every learner has exited; see the messages above")
             if start is None and len(watcher.stats) == len(names):
                 start = now
-                minutes0 = min(s.get("seconds", 0.0) for s in watcher.stats.values()) / 60
                 say(header)
             if start is None:
                 if now - (next_row - plan.every) > 120:
                     raise TrainError("the learners did not start within 120 s")
                 continue
-            total_steps = sum(int(s.get("agent_steps", 0)) for s in watcher.stats.values())
-            if steady is None and all(int(s.get("agent_steps", 0)) > 0 for s in watcher.stats.values()):
-                steady = (now, total_steps)   # every worker has delivered: warm-up is over
+            for n, s in watcher.stats.items():
+                base.setdefault(n, int(s["agent_steps"]))
+            total_steps = sum(int(s["agent_steps"]) - base[n] for n, s in watcher.stats.items())
+            if steady is None and all(int(s["agent_steps"]) > base[n] for n, s in watcher.stats.items()):
+                steady = (now, total_steps)   # every learner's workers have delivered: warm-up is over
             done = (plan.minutes is not None and now - start >= plan.minutes * 60) or \
                    (plan.steps is not None and total_steps >= plan.steps)
             if now >= next_row or done:
@@ -693,11 +755,11 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
                     s = watcher.stats.get(n)
                     if s is None:
                         continue
-                    p0, t0 = prev.get(n), prev_t.get(n)
+                    p0 = prev.get(n)
                     dt = (s["seconds"] - p0["seconds"]) if p0 else 0.0
                     rate = (s["agent_steps"] - p0["agent_steps"]) / dt if p0 and dt > 0 else float("nan")
                     ups = (s["updates"] - p0["updates"]) / dt if p0 and dt > 0 else float("nan")
-                    wins = _win_rates(s, table_prev.get(n))
+                    wins = _win_rates(s, p0)
                     row = {"minutes": round(s["seconds"] / 60, 3), "learner": n, "version": s["version"],
                            "agent_steps": s["agent_steps"], "agent_steps_per_s": round(rate, 1),
                            "updates_per_s": round(ups, 3), "mean_lag": s.get("mean_lag", ""),
@@ -714,7 +776,7 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
                         f"{f(s.get('pg_loss'), '>7.3f')} {f(s.get('v_loss'), '>6.3f')} {f(s.get('entropy'), '>5.2f')} "
                         f"{f(cons, '>9.2e')} {f(wins.get('random'), '>5.0%')} {f(wins.get('greedy'), '>5.0%')} "
                         f"{s['workers_alive']:>3}")
-                    prev[n], prev_t[n], table_prev[n] = dict(s), now, dict(s)
+                    prev[n] = dict(s)
                 fh.flush()
                 next_row = now + plan.every
             if done:
@@ -724,6 +786,8 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
         interrupted = True
         say("interrupted: stopping the learners, saving what they have")
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):     # let nothing cut the shutdown short
+            signal.signal(sig, signal.SIG_IGN)
         for p in procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -738,6 +802,9 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
         watcher.close()
         fh.close()
         shutil.rmtree(tmp, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
 
     # -- results -------------------------------------------------------------------------------------
     final = {n: json.loads((root / "learners" / n / "state.json").read_text())
