@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train", action="store_true",
                    help="arena train beside arena launch with the same policy and no learning, per arena")
     b.add_argument("--learners", type=_positive, default=2, help="learners for --train (default 2)")
-    b.add_argument("--minutes", type=float, default=2.0, help="training minutes per arena for --train (default 2)")
+    b.add_argument("--minutes", type=cli_spectator._positive_float, default=2.0, help="training minutes per arena for --train (default 2)")
     b.add_argument("--steps", type=_positive, default=150, help="batched steps for --distributed (default 150)")
     return p
 

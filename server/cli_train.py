@@ -8,14 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 
-def _minutes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of minutes, got {text!r}")
-    return value
+from .cli_spectator import _positive_float as _minutes
 
 
 def add_parsers(sub, positive, seed) -> None:

@@ -617,7 +617,10 @@ def plot_curves(csv_path: Path, png_path: Path, title: str) -> Path:
             x = [float(r["minutes"]) for r in sub]
             for key in keys:
                 y = [float(r[key]) if r[key] not in ("", None) else np.nan for r in sub]
-                if keys == ["consensus_distance"] and name != learners[0]:
+                if keys == ["consensus_distance"]:
+                    if name != learners[0]:
+                        continue                 # one value for all learners, written on each row
+                    ax.plot(x, y, label=f"all {len(learners)} learners")
                     continue
                 ax.plot(x, y, label=f"{name} {key}" if len(learners) > 1 or len(keys) > 1 else key)
         ax.set_title(label)
