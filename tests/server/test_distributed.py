@@ -230,9 +230,12 @@ def _workers_of(tag: str) -> list[str]:
 
 
 def test_ctrl_c_stops_launch_and_its_workers_with_the_summary_so_far(tmp_path):
+    # Ctrl-C's default handling, even when pytest itself was started with SIGINT ignored (a background
+    # job of a non-interactive shell is): Python installs its KeyboardInterrupt handler only then
     p = subprocess.Popen(cli("launch", "connect4", "--matches", "64", "--agents", f"{SLOW},random", "--workers", "2",
                              "--games", "100000000", "--json", "--no-progress"), env=ENV, cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while len(_workers_of(LAUNCH_TAG)) < 2:
         assert time.monotonic() < deadline and p.poll() is None, "launch never started its workers"
