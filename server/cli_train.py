@@ -17,7 +17,7 @@ def add_parsers(sub, positive, seed) -> None:
     tr.add_argument("--learners", type=positive, default=2, help="learner processes (default 2)")
     tr.add_argument("--workers", type=positive, default=1, help="rollout worker processes per learner (default 1)")
     tr.add_argument("--minutes", type=_minutes, help="train this long (default 10 unless --steps is given)")
-    tr.add_argument("--steps", type=positive, help="stop after this many agent-steps, all learners together")
+    tr.add_argument("--steps", type=positive, help="stop after this many agent-steps in this run, all learners together")
     tr.add_argument("--out", help="run directory (default runs/ARENA)")
     tr.add_argument("--resume", action="store_true", help="go on with the run in --out (weights, optimizer, counters)")
     tr.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
@@ -109,6 +109,10 @@ def cmd_learner(args, usage_error) -> int:
     from .train import preset
     from .train import Learner, TrainError, _alive_stop_flag, config_from_dict
 
+    import arenas
+
+    if args.arena not in arenas.names():
+        raise usage_error(f"arena learner: unknown arena {args.arena!r}; arenas: {', '.join(arenas.names())}")
     try:
         peers = dict(p.split("=", 1) for p in args.peers.split(",") if p) if args.peers else {}
     except ValueError:
@@ -119,10 +123,13 @@ def cmd_learner(args, usage_error) -> int:
                 raise usage_error(f"arena learner: {ep} is not loopback: give --keys DIR (arena keys DIR)")
     except EndpointError as exc:
         raise usage_error(f"arena learner: {exc}") from None
-    if args.config:
-        cfg = config_from_dict(json.loads(Path(args.config).read_text()))
-    else:
-        cfg = preset(args.arena, options=parse_options(args.option), net_seed=0)
+    try:
+        if args.config:
+            cfg = config_from_dict(json.loads(Path(args.config).read_text()))
+        else:
+            cfg = preset(args.arena, options=parse_options(args.option), net_seed=0)
+    except (OSError, ValueError, TypeError) as exc:
+        raise usage_error(f"arena learner: cannot read the configuration: {exc}") from None
     if cfg.arena != args.arena:
         raise usage_error(f"arena learner: config is for {cfg.arena!r}, not {args.arena!r}")
     cfg = replace(cfg, seed=args.seed)
