@@ -110,6 +110,14 @@ def preset(arena: str, **overrides) -> TrainConfig:
     return TrainConfig(arena=arena, ppo=ppo, **fields)
 
 
+def policy_net(cfg: TrainConfig, game) -> PolicyNet:
+    """A fresh ``PolicyNet`` for ``game`` as ``cfg`` describes it, seeded by ``net_seed`` (else ``seed``)."""
+    torch.manual_seed(cfg.seed if cfg.net_seed is None else cfg.net_seed)
+    space = game.single_observation_space
+    return PolicyNet(space.shape, game.num_actions, arch=cfg.arch, hidden=cfg.hidden, channels=cfg.channels,
+                     obs_high=np.asarray(space.high, np.float32))
+
+
 class SeatCollector:
     """Cuts the decisions of the learner's seats into segments, written in place into a ``SegmentBatch``.
 
@@ -203,10 +211,7 @@ class Trainer:
         self.device = torch.device(device)
         self.game = arenas.make(cfg.arena, num_matches=cfg.num_matches, seed=cfg.seed, **cfg.options)
         game = self.game
-        torch.manual_seed(cfg.seed if cfg.net_seed is None else cfg.net_seed)
-        space = game.single_observation_space
-        self.net = net or PolicyNet(space.shape, game.num_actions, arch=cfg.arch, hidden=cfg.hidden,
-                                    channels=cfg.channels, obs_high=np.asarray(space.high, np.float32))
+        self.net = net or policy_net(cfg, game)
         self.net.to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
         self.params = TorchParams(self.net)

@@ -58,12 +58,12 @@ import torch
 import zmq
 
 import arenas
-from agents.neural import NeuralAgent, PolicyNet
+from agents.neural import NeuralAgent
 
 from .gossip import GossipNode, consensus_distance
 from .learner import PPOConfig, SegmentBatch, TorchParams, ppo_update
 from .protocol import Message, ProtocolError, decode, encode
-from .selfplay import Trainer, TrainConfig
+from .selfplay import Trainer, TrainConfig, policy_net
 from .selfplay import preset as inprocess_preset
 
 #: messages queued on each side of a worker's PUSH/PULL link: a worker runs at most this far ahead of its
@@ -258,10 +258,7 @@ class Learner:
         self.out.mkdir(parents=True, exist_ok=True)
         self.game = arenas.make(cfg.arena, num_matches=1, seed=0, **cfg.options)
         game = self.game
-        torch.manual_seed(cfg.seed if cfg.net_seed is None else cfg.net_seed)
-        space = game.single_observation_space
-        self.net = PolicyNet(space.shape, game.num_actions, arch=cfg.arch, hidden=cfg.hidden,
-                             channels=cfg.channels, obs_high=np.asarray(space.high, np.float32))
+        self.net = policy_net(cfg, game)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
         self.state = LearnerState(name=name)
         if resume:
