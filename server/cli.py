@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Sequence
 
 EXIT_USAGE = 2
 
@@ -358,7 +358,6 @@ def _check_agents(names: list[str], arena: str, options: dict) -> None:
     """Fail fast on agents no worker could load (unknown names, missing files)."""
     from agents.loader import kind
     from agents.registry import UnknownAgent, make_agent
-    from simcore.plugins import is_file_spec
 
     _, game = _make_game(arena, 1, options)
     for n in names:
