@@ -205,12 +205,12 @@ def protocol_cost(matches: int = 4096, repeats: int = 50) -> dict:
 
 def _cli_json(args: list[str]) -> dict:
     import json
-    import os
     import subprocess
     import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+    from server import child_env
+
+    env = child_env()
     p = subprocess.run([sys.executable, "-m", "server.cli", *args, "--json", "--no-progress"], env=env,
                        capture_output=True, text=True, timeout=900)
     if p.returncode != 0:

@@ -447,6 +447,8 @@ def cmd_launch(args) -> int:
     import subprocess
     import tempfile
 
+    from server import child_env
+
     options, names = _common(args, "launch")
     _check_agents(names, args.arena, options)
     tmp = tempfile.mkdtemp(prefix="arena-launch-")
@@ -461,8 +463,7 @@ def cmd_launch(args) -> int:
         bind = f"tcp://127.0.0.1:{port}"
     stats_bind = f"ipc://{tmp}/stats" if args.transport == "ipc" else f"tcp://127.0.0.1:{port2}"
     procs: list[subprocess.Popen] = []
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+    env = child_env()
 
     def start_workers(server) -> None:
         for w in range(args.workers):

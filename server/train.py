@@ -60,6 +60,7 @@ import zmq
 import arenas
 from agents.neural import NeuralAgent
 
+from . import child_env
 from .gossip import GossipNode, consensus_distance
 from .learner import PPOConfig, SegmentBatch, TorchParams, ppo_update
 from .protocol import Message, ProtocolError, decode, encode
@@ -329,8 +330,7 @@ class Learner:
 
     # -- workers -------------------------------------------------------------------------------------
     def start_workers(self) -> None:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
+        env = child_env()
         for w in range(self.num_workers):
             name = f"{self.name}.w{w}"
             seed = self.worker_seed + 101 * w + 7 * self.state.updates
@@ -687,8 +687,7 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
     pubs = {n: f"ipc://{tmp}/{n}.pub" for n in names}
     cfg_path = Path(tmp) / "config.json"
     write_json(cfg_path, cfg.to_dict())
-    rootdir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (rootdir, os.environ.get("PYTHONPATH", "")) if p))
+    env = child_env()
     procs: dict[str, subprocess.Popen] = {}
     for i, n in enumerate(names):
         cmd = [sys.executable, "-m", "server.cli", "learner", plan.arena, "--config", str(cfg_path),
