@@ -12,6 +12,16 @@ class AgentFault(Exception):
     """An agent's whole answer is unusable (it raised, or returned the wrong shape or dtype)."""
 
 
+def describe(exc: BaseException) -> str:
+    """One line for an exception an agent raised: its type, message and innermost ``file.py:LINE in func``."""
+    import os
+    import traceback
+
+    tb = traceback.extract_tb(exc.__traceback__)
+    at = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return f"raised {type(exc).__name__}: {exc}{at}"
+
+
 def validate_actions(out, mask: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Check an agent's answer for ``mask`` (``(B, num_actions)``).
 

@@ -118,7 +118,7 @@ def main() -> None:
 
     import arenas
     from agents import make_agent
-    from server.match import MatchRunner
+    from server.play.match import MatchRunner
     from server.spectator.publisher import FramePublisher
 
     sizes = [a.matches // a.groups + (1 if g < a.matches % a.groups else 0) for g in range(a.groups)]

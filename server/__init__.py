@@ -1,11 +1,12 @@
-"""server: processes and the wire (game server loop, workers, league), and the ``arena`` CLI."""
-import os
+"""server: processes and the wire, as packages in data-flow order (each imports only from those before it).
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    net/        the wire: the one protocol module, endpoints and CURVE keys, child processes
+    play/       matches and acting: MatchRunner, the game server, policy workers, isolated agents
+    spectator/  beside play: the frame publisher, the pygame window, replays
+    learn/      learning: PPO/V-trace, learners, gossip, training configs, evaluation
+    league/     the self-play league (reserved)
+    bench       arena bench's measurements
+    cli/        the ``arena`` command: argument parsing and wiring only
 
-
-def child_env() -> dict:
-    """The environment for a child ``python -m server...`` process: ours, with this checkout on
-    ``PYTHONPATH`` so the child imports the same code even when the project is not installed."""
-    path = os.environ.get("PYTHONPATH", "")
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (_ROOT, path) if p))
+The order is a contract in ``pyproject.toml`` (``lint-imports`` checks it in CI).
+"""

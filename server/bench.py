@@ -179,7 +179,7 @@ def run_bench(names: list[str], matches: int = 4096, seconds: float = 2.0, out: 
 def protocol_cost(matches: int = 4096, repeats: int = 50) -> dict:
     """Encode + decode of one battle observation batch (obs and mask, all seats) against one batch step."""
     import arenas
-    from server.protocol import Message, decode, encode
+    from server.net.protocol import Message, decode, encode
 
     game = arenas.make("battle", num_matches=matches, seed=0)
     actions = np.zeros((game.num_matches, game.num_agents), dtype=np.int64)
@@ -208,7 +208,7 @@ def _cli_json(args: list[str]) -> dict:
     import subprocess
     import sys
 
-    from server import child_env
+    from server.net.proc import child_env
 
     env = child_env()
     p = subprocess.run([sys.executable, "-m", "server.cli", *args, "--json", "--no-progress"], env=env,
@@ -254,7 +254,8 @@ def run_train_bench(names: list[str], learners: int = 2, workers: int = 1, minut
     import tempfile
     from pathlib import Path
 
-    from .train import TrainPlan, preset, run_training
+    from server.learn.config import preset
+    from server.learn.run import TrainPlan, run_training
 
     say = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
     figures = {}

@@ -42,8 +42,8 @@ import msgpack
 import numpy as np
 import zmq
 
-from server.protocol import MAX_ARRAYS, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
-from server.replay import one_thread
+from server.net.protocol import MAX_ARRAYS, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
+from server.spectator.replay import one_thread
 
 #: messages queued per spectator before more are dropped (a few: each holds up to MAX_BATCH positions)
 SNDHWM = 8
@@ -76,7 +76,7 @@ def parse_topic(topic: bytes) -> tuple[int, int] | None:
 
 def default_endpoint(bind: str) -> str:
     """Beside a server's ROUTER endpoint: port + 2 (the stats PUB has + 1), or ``PATH.spectate``."""
-    from server.netutil import stats_endpoint
+    from server.net.endpoints import stats_endpoint
 
     return stats_endpoint(stats_endpoint(bind)) if bind.startswith("tcp://") else bind + ".spectate"
 
@@ -182,7 +182,7 @@ class FramePublisher:
 
     def __init__(self, endpoint: str, arena: str, runners: list, ctx: zmq.Context | None = None,
                  keys_dir: str | None = None, sndhwm: int = SNDHWM):
-        from server.netutil import is_loopback
+        from server.net.endpoints import is_loopback
 
         if not keys_dir and not is_loopback(endpoint):
             raise ValueError(f"binding spectators to {endpoint} (not loopback) needs CURVE keys (--keys DIR)")
@@ -195,7 +195,7 @@ class FramePublisher:
         self.sock.setsockopt(zmq.XPUB_VERBOSE, 1)     # every subscribe to hello/ is seen, so each gets one
         self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
         if keys_dir:
-            from server.netutil import secure_server
+            from server.net.endpoints import secure_server
             secure_server(self.sock, keys_dir)
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT) or endpoint
@@ -376,7 +376,7 @@ def frames_of(msg: Message) -> list[tuple[dict, dict]]:
 
 
 # A spectator message is ONE ZeroMQ frame: the topic, a NUL byte, then the protocol's frames (header and
-# arrays, as ``server.protocol.encode`` makes them) as a msgpack list of byte strings. Not a multipart
+# arrays, as ``server.net.protocol.encode`` makes them) as a msgpack list of byte strings. Not a multipart
 # message: libzmq 4.3 aborts the process when a subscriber leaves while a multipart message to it is
 # half sent, which a stalled spectator makes likely (zeromq/libzmq#3442; reproduced with pyzmq 27).
 def pack(topic: bytes, msg: Message) -> bytes:

@@ -9,7 +9,7 @@ next match starting in that slot. The server works for a spectator only while a 
 
 ``WatchClient`` is the socket side (no pygame): a SUB socket subscribed to ``hello/`` (what the server
 plays: arena, groups, agents) and, while taking a match, to its slot (``f/G/S/``). Every message is
-validated (``server.protocol.decode``, then ``frames_of``); a bad one is dropped and counted.
+validated (``server.net.protocol.decode``, then ``frames_of``); a bad one is dropped and counted.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 
 import zmq
 
-from server.protocol import MAX_MESSAGE_BYTES, ProtocolError
+from server.net.protocol import MAX_MESSAGE_BYTES, ProtocolError
 from server.spectator.publisher import HELLO_TOPIC, frame_topic, frames_of, unpack
 
 #: how many messages the SUB socket holds before the publisher drops (the publisher's own HWM is smaller)
@@ -35,7 +35,7 @@ class WatchClient:
         self.sock.setsockopt(zmq.RCVHWM, RCVHWM)
         self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         if keys_dir:
-            from server.netutil import secure_client
+            from server.net.endpoints import secure_client
             secure_client(self.sock, keys_dir)
         self.sock.connect(endpoint)
         self.sock.setsockopt(zmq.SUBSCRIBE, HELLO_TOPIC)

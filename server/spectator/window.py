@@ -224,7 +224,7 @@ class LiveWatch:
 # -- arena replay ---------------------------------------------------------------------------------------------
 def play_recording(recording, index: int = 0, window: Window | None = None) -> None:
     """Play recorded match ``index`` in a window; n/p move between the file's matches."""
-    from server.replay import new_game, replay
+    from server.spectator.replay import new_game, replay
 
     window = window or Window(recording.arena, title=f"arena replay: {recording.arena}")
     game = new_game(recording.arena, recording.options)

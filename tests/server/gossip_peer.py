@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from server.gossip import GossipNode, VectorParams  # noqa: E402
+from server.learn.gossip import GossipNode, VectorParams  # noqa: E402
 
 
 class StallingNode(GossipNode):

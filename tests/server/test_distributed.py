@@ -13,7 +13,7 @@ import pytest
 import zmq
 import zmq.auth
 
-from server.protocol import MAGIC, VERSION, Message, decode, encode
+from server.net.protocol import MAGIC, VERSION, Message, decode, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = f"{Path(__file__).resolve().parent / 'slow_random.py'}:SlowRandom"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.gossip import GossipNode, VectorParams, consensus_distance
+from server.learn.gossip import GossipNode, VectorParams, consensus_distance
 
 HERE = Path(__file__).resolve().parent
 PEER = HERE / "gossip_peer.py"
@@ -162,7 +162,7 @@ def test_bad_requests_are_refused_and_never_applied():
     parameters stay as they were. A good one is answered with the old parameters, then averaged."""
     import zmq
 
-    from server.protocol import Message, decode, encode
+    from server.net.protocol import Message, decode, encode
 
     pb = VectorParams(np.ones(8, np.float32))
     node = GossipNode("b", "tcp://127.0.0.1:*", pb).start()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from agents.neural import PolicyNet
-from server.learner import PPOConfig, SegmentBatch, TorchParams, masked_log_probs, ppo_update, vtrace_gae
+from server.learn.ppo import PPOConfig, SegmentBatch, TorchParams, masked_log_probs, ppo_update, vtrace_gae
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -3,7 +3,7 @@ import pytest
 
 import arenas
 from agents import make_agent
-from server.match import MatchRunner, seat_plan
+from server.play.match import MatchRunner, seat_plan
 
 
 def test_two_agents_swap_sides_every_other_slot():

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from server.protocol import DTYPES, MAGIC, VERSION, Message, ProtocolError, decode, encode, TYPES
+from server.net.protocol import DTYPES, MAGIC, VERSION, Message, ProtocolError, decode, encode, TYPES
 
 names = st.text(min_size=1, max_size=8)
 arrays = st.sampled_from(sorted(DTYPES)).flatmap(

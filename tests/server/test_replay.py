@@ -7,8 +7,8 @@ import pytest
 
 import arenas
 from agents import make_agent
-from server.match import MatchRunner
-from server.replay import ReplayError, Recorder, load, new_game, replay, verify
+from server.play.match import MatchRunner
+from server.spectator.replay import ReplayError, Recorder, load, new_game, replay, verify
 
 SMALL_BATTLE = dict(team_size=4, map_size=16, max_steps=80)
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import arenas
-from server.learner import PPOConfig, SegmentBatch
-from server.selfplay import SeatCollector, TrainConfig, Trainer
+from server.learn.ppo import PPOConfig, SegmentBatch
+from server.learn.selfplay import SeatCollector, TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -146,7 +146,7 @@ def test_save_and_load_restore_the_policy(tmp_path):
 def test_two_trainers_gossip_while_they_train():
     """Two learners (threads here; processes in use) average over real loopback sockets: the averages
     land between updates and pull the two nets together."""
-    from server.gossip import GossipNode
+    from server.learn.gossip import GossipNode
 
     trainers = [Trainer(TrainConfig(num_matches=32, batch_segments=32, hidden=16, seed=i, net_seed=i,
                                     opponents={"random": 1.0})) for i in range(2)]

@@ -15,7 +15,7 @@ import pytest
 
 import arenas
 from agents import make_agent
-from server.match import MatchRunner
+from server.play.match import MatchRunner
 from server.spectator import render as R
 
 pygame = pytest.importorskip("pygame")
@@ -35,17 +35,18 @@ def _draw(arena, snapshot, size, info=None):
 # -- pygame stays optional -------------------------------------------------------------------------------------
 def test_without_pygame_the_package_imports_and_says_how_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "pygame", None)     # import pygame now raises ImportError
-    import server.cli_spectator as cli_spectator
+    import server.cli
     import server.spectator.publisher  # noqa: F401  (the server side never needs pygame)
+    from server.spectator.hooks import HookError, attach
 
     with pytest.raises(R.SpectatorUnavailable, match=r"pip install 'arena\[spectator\]'"):
         R.require_pygame()
-    assert cli_spectator.cmd_watch(Namespace(connect="tcp://127.0.0.1:1", keys=None, match=0, wait=0.1)) == 2
+    assert server.cli.main(["watch", "--connect", "tcp://127.0.0.1:1", "--wait", "0.1"]) == 2
     assert "arena watch: the spectator needs pygame" in capsys.readouterr().err
     game = arenas.make("connect4", num_matches=2)
     runner = MatchRunner(game, [make_agent("random", game)] * 2, ["a", "b"])
-    with pytest.raises(cli_spectator.SpectatorUsageError, match=r"arena run --watch: .*pip install"):
-        cli_spectator.attach(Namespace(watch=True, watch_match=0, record=None, seed=0), runner, "connect4")
+    with pytest.raises(HookError, match=r"arena run --watch: .*pip install"):
+        attach(Namespace(watch=True, watch_match=0, record=None, seed=0), runner, "connect4")
 
 
 # -- pixels of known states --------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def test_frames_flow_only_for_the_watched_slot_and_a_match_is_taken_whole(tmp_pa
 
 
 def test_frame_messages_are_validated():
-    from server.protocol import Message, ProtocolError
+    from server.net.protocol import Message, ProtocolError
     from server.spectator.publisher import frame_message, frames_of, pack, unpack
 
     snap = {"board": np.zeros((6, 7), np.int8), "to_move": 1, "step": 4}
@@ -316,7 +317,7 @@ def test_nobody_watching_costs_nothing_and_a_stalled_spectator_never_blocks(tmp_
 
 def test_with_keys_only_an_accepted_spectator_sees_anything(tmp_path):
     import zmq
-    from server.netutil import make_keys, start_authenticator
+    from server.net.endpoints import make_keys, start_authenticator
     from server.spectator.publisher import FramePublisher
     from server.spectator.watch import WatchClient
 
@@ -450,7 +451,7 @@ def _arena(*args, timeout=300):
 
 
 def _recording(tmp_path, arena, **options):
-    from server.replay import Recorder
+    from server.spectator.replay import Recorder
 
     runner = _runner(arena, 6, **options)
     rec = Recorder(runner, seed=2)
@@ -459,7 +460,7 @@ def _recording(tmp_path, arena, **options):
 
 
 def test_replay_frames_and_gif_of_connect4(tmp_path):
-    from server.replay import replay
+    from server.spectator.replay import replay
 
     path, recording = _recording(tmp_path, "connect4")
     k = next(i for i, m in enumerate(recording) if m.winner >= 0)
@@ -491,7 +492,7 @@ def test_replay_frames_and_gif_of_connect4(tmp_path):
 
 
 def test_replay_frames_of_battle(tmp_path):
-    from server.replay import replay
+    from server.spectator.replay import replay
 
     path, recording = _recording(tmp_path, "battle", team_size=3, map_size=12, max_steps=40)
     match = recording.match(0)

@@ -1,4 +1,4 @@
-"""Distributed training (server.train): rollout workers -> learners -> gossip, as real processes.
+"""Distributed training (server.learn): rollout workers -> learners -> gossip, as real processes.
 
 The sizes are tiny (64 matches, a 32-wide net) so the tests measure behaviour, not learning; the
 learning bars are measured by ``arena train`` itself (README, issue notes).
@@ -18,8 +18,11 @@ import numpy as np
 import pytest
 import torch
 
-from server.protocol import ProtocolError, decode, encode
-from server.train import Learner, RolloutWorker, Watcher, preset
+from server.net.protocol import ProtocolError, decode, encode
+from server.learn.config import preset
+from server.learn.learner import Learner
+from server.learn.report import Watcher
+from server.learn.rollout import RolloutWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT))

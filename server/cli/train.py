@@ -1,4 +1,4 @@
-"""``arena train`` and ``arena learner``: the CLI side of ``server.train``."""
+"""``arena train`` and ``arena learner``: parsing and wiring (the work is ``server.learn``)."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path
 
 
-from .cli_spectator import _positive_float as _minutes
+from .common import UsageError, positive, positive_float as _minutes, seed
 
 
-def add_parsers(sub, positive, seed) -> None:
+def add_parsers(sub) -> None:
     tr = sub.add_parser("train", help="self-play training: K learners that gossip, W rollout workers each")
     tr.add_argument("arena", help="arena name (see 'arena list')")
     tr.add_argument("--learners", type=positive, default=2, help="learner processes (default 2)")
@@ -67,16 +67,16 @@ def _overrides(items: list[str] | None) -> dict:
     return out
 
 
-def cmd_train(args, usage_error) -> int:
+def cmd_train(args) -> int:
     import arenas
     from simcore.options import parse_options
 
-    from .selfplay import TrainConfig
-    from .train import preset
-    from .train import TrainError, TrainPlan, run_training
+    from server.learn.config import TrainConfig, preset
+    from server.learn.learner import TrainError
+    from server.learn.run import TrainPlan, run_training
 
     if args.arena not in arenas.names():
-        raise usage_error(f"arena train: unknown arena {args.arena!r}; arenas: {', '.join(arenas.names())}")
+        raise UsageError(f"arena train: unknown arena {args.arena!r}; arenas: {', '.join(arenas.names())}")
     try:
         options = parse_options(args.option)
         overrides = _overrides(args.overrides)
@@ -86,7 +86,7 @@ def cmd_train(args, usage_error) -> int:
             raise ValueError(f"--set: unknown field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
         preset(args.arena, **overrides)        # refuses unknown ppo fields now, not in a child process
     except (ValueError, TypeError) as exc:
-        raise usage_error(f"arena train: {exc}") from None
+        raise UsageError(f"arena train: {exc}") from None
     minutes = args.minutes if args.minutes or args.steps else 10.0
     plan = TrainPlan(arena=args.arena, out=Path(args.out or f"runs/{args.arena}"), learners=args.learners,
                      workers=args.workers, minutes=minutes, steps=args.steps, seed=args.seed, resume=args.resume,
@@ -100,41 +100,42 @@ def cmd_train(args, usage_error) -> int:
     return 0
 
 
-def cmd_learner(args, usage_error) -> int:
+def cmd_learner(args) -> int:
     import torch
 
     from simcore.options import parse_options
 
-    from .netutil import EndpointError, is_loopback
-    from .train import preset
-    from .train import Learner, TrainError, _alive_stop_flag, config_from_dict
+    from server.learn.config import config_from_dict, preset
+    from server.learn.learner import Learner, TrainError
+    from server.net.endpoints import EndpointError, is_loopback
+    from server.net.proc import stop_flag
 
     import arenas
 
     if args.arena not in arenas.names():
-        raise usage_error(f"arena learner: unknown arena {args.arena!r}; arenas: {', '.join(arenas.names())}")
+        raise UsageError(f"arena learner: unknown arena {args.arena!r}; arenas: {', '.join(arenas.names())}")
     try:
         peers = dict(p.split("=", 1) for p in args.peers.split(",") if p) if args.peers else {}
     except ValueError:
-        raise usage_error(f"arena learner: --peers {args.peers!r}: expected NAME=ENDPOINT,...") from None
+        raise UsageError(f"arena learner: --peers {args.peers!r}: expected NAME=ENDPOINT,...") from None
     try:
         for ep in [args.bind, *peers.values()]:
             if not is_loopback(ep) and not args.keys:
-                raise usage_error(f"arena learner: {ep} is not loopback: give --keys DIR (arena keys DIR)")
+                raise UsageError(f"arena learner: {ep} is not loopback: give --keys DIR (arena keys DIR)")
     except EndpointError as exc:
-        raise usage_error(f"arena learner: {exc}") from None
+        raise UsageError(f"arena learner: {exc}") from None
     try:
         if args.config:
             cfg = config_from_dict(json.loads(Path(args.config).read_text()))
         else:
             cfg = preset(args.arena, options=parse_options(args.option), net_seed=0)
     except (OSError, ValueError, TypeError) as exc:
-        raise usage_error(f"arena learner: cannot read the configuration: {exc}") from None
+        raise UsageError(f"arena learner: cannot read the configuration: {exc}") from None
     if cfg.arena != args.arena:
-        raise usage_error(f"arena learner: config is for {cfg.arena!r}, not {args.arena!r}")
+        raise UsageError(f"arena learner: config is for {cfg.arena!r}, not {args.arena!r}")
     cfg = replace(cfg, seed=args.seed)
     torch.set_num_threads(1)
-    stop = _alive_stop_flag()
+    stop = stop_flag()
     try:
         learner = Learner(cfg, args.name, args.out, workers=args.workers, gossip_bind=args.bind, peers=peers,
                           pub_bind=args.pub, gossip_every=args.gossip_every, gossip_timeout=args.gossip_timeout,

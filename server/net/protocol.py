@@ -27,12 +27,12 @@ type         arrays                   meta
 ``error``    -                        ``{"error": str}``: the reply when acting failed, or a refused ``params`` (same ``seq``)
 ``heartbeat`` -                       liveness, both ways (a worker's carries its ``agents``)
 ``stats``    -                        the game server's figures, once a second on its PUB socket; a learner's
-                                      (``server.train``) likewise
+                                      (``server.learn``) likewise
 ``frame``    one match's state arrays   ``{"arena", "slot", "step", ...}``: for spectators
 ``params``   ``params`` (float32)     gossip: a learner offers its parameters ``{"learner", "version", "size", "layout"}``;
                                       the same message on a learner's PUB socket gives its workers a new version
 ``params_ack`` ``params`` (float32)   gossip: the peer's parameters before it averaged, same ``seq`` and meta keys
-``segments`` ``obs``, ``mask``, ``actions``, training: a rollout worker's segments for its learner (``server.train``);
+``segments`` ``obs``, ``mask``, ``actions``, training: a rollout worker's segments for its learner (``server.learn``);
              ``logp``, ``rewards``,    ``{"worker", "steps", "agent_steps", "decisions", "opponents", "results"}``
              ``dones``, ``valid``,
              ``version``

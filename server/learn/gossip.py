@@ -16,7 +16,7 @@ parameter vectors, so without training the learners' parameters stay within thei
 their spread shrinks geometrically (4 learners, one exchange each per round: about x0.45 per round,
 1e-6 of the start in 15-20 rounds; ``tests/server/test_gossip.py``). Each message carries the sender's
 ``(learner, version)`` (``meta`` and the header's policy version), its parameter count and a layout
-hash, and the whole flat float32 vector in one raw frame (``server.protocol``).
+hash, and the whole flat float32 vector in one raw frame (``server.net.protocol``).
 
 Faults:
 
@@ -57,8 +57,8 @@ from typing import Callable, Protocol
 import numpy as np
 import zmq
 
-from .netutil import EndpointError, is_loopback
-from .protocol import MAX_HEADER_BYTES, Message, ProtocolError, decode, encode
+from server.net.endpoints import EndpointError, is_loopback
+from server.net.protocol import MAX_HEADER_BYTES, Message, ProtocolError, decode, encode
 
 #: seconds an initiator waits for ``params_ack``. The responder's gossip thread answers at once (a
 #: vector copy and an average: milliseconds for a million parameters on loopback), so 0.5-5 s tells
@@ -213,7 +213,7 @@ class GossipNode:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)   # a peer that sends more is disconnected
         if self.keys_dir is not None:
-            from .netutil import secure_client, secure_server, start_authenticator
+            from server.net.endpoints import secure_client, secure_server, start_authenticator
             if server:
                 if self._auth is None:
                     self._auth = start_authenticator(self.ctx, self.keys_dir)

@@ -27,8 +27,8 @@ from typing import Callable
 import numpy as np
 import zmq
 
-from server.match import MatchRunner
-from server.protocol import MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
+from server.play.match import MatchRunner
+from server.net.protocol import MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
 
 #: seconds between the server's heartbeats to idle workers (0.1-0.5 s: shorter wakes more, longer
 #: slows the detection of a dead worker)
@@ -81,9 +81,9 @@ class GameServer:
                  bind: str = "tcp://127.0.0.1:5555", stats_bind: str | None = None, groups: int = 2,
                  keys_dir: str | None = None, games: int | None = None, steps: int | None = None,
                  heartbeat_liveness: float = HEARTBEAT_LIVENESS, log: Callable[[str], None] | None = None,
-                 spectate_bind: str | None = None):
+                 spectators: Callable[[list, "zmq.Context"], object] | None = None):
         import arenas
-        from server.netutil import is_loopback, stats_endpoint
+        from server.net.endpoints import is_loopback, stats_endpoint
 
         self.arena, self.agent_names, self.seed = arena, list(agents), int(seed)
         self.options = dict(options or {})
@@ -116,7 +116,7 @@ class GameServer:
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.pub.setsockopt(zmq.SNDHWM, 16)
         if keys_dir:
-            from server.netutil import secure_server, start_authenticator
+            from server.net.endpoints import secure_server, start_authenticator
             self.auth = start_authenticator(self.ctx, keys_dir)
             secure_server(self.sock, keys_dir)
             secure_server(self.pub, keys_dir)
@@ -125,11 +125,9 @@ class GameServer:
         self.stats_bind = stats_bind or stats_endpoint(bind)
         self.pub.bind(self.stats_bind)
         # frames of the matches spectators ask for ('arena watch'); costs a clock read when nobody watches
-        self.spectators = None
-        if spectate_bind:
-            from server.spectator.publisher import FramePublisher
-            self.spectators = FramePublisher(spectate_bind, arena, [g.runner for g in self.groups], ctx=self.ctx,
-                                             keys_dir=keys_dir)
+        # ``spectators(runners, ctx)`` makes the publisher (``server.spectator.publisher.FramePublisher``,
+        # injected by the caller): it needs ``publish(group, game, steps)``, ``poll()`` and ``close()``
+        self.spectators = spectators([g.runner for g in self.groups], self.ctx) if spectators else None
         self.workers: dict[bytes, Worker] = {}
         self.waiting: list[Request] = []          # requests with no live worker for their agent
         self._buffers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -164,13 +162,14 @@ class GameServer:
         key = (req.group, req.agent)
         n = req.rows.size
         bufs = self._buffers.get(key)
+        obs_rows, mask_rows = runner.rows
         if bufs is None or bufs[0].shape[0] < n:
-            bufs = (np.empty((n,) + runner._obs_flat.shape[1:], runner._obs_flat.dtype),
-                    np.empty((n,) + runner._mask_flat.shape[1:], runner._mask_flat.dtype))
+            bufs = (np.empty((n,) + obs_rows.shape[1:], obs_rows.dtype),
+                    np.empty((n,) + mask_rows.shape[1:], mask_rows.dtype))
             self._buffers[key] = bufs
         obs, mask = bufs[0][:n], bufs[1][:n]
-        np.take(runner._obs_flat, req.rows, axis=0, out=obs)
-        np.take(runner._mask_flat, req.rows, axis=0, out=mask)
+        np.take(obs_rows, req.rows, axis=0, out=obs)
+        np.take(mask_rows, req.rows, axis=0, out=mask)
         return obs, mask
 
     def _dispatch(self, req: Request) -> None:

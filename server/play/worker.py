@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from server.protocol import DTYPES, Message, ProtocolError, decode, encode
+from agents.check import describe
+from server.net.protocol import DTYPES, Message, ProtocolError, decode, encode
 
 #: seconds between heartbeats to each server (the server declares a worker dead after
 #: ``HEARTBEAT_LIVENESS`` seconds of silence; 0.1-0.5 s keeps detection near a second)
@@ -64,7 +65,7 @@ class PolicyWorker:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt_string(zmq.IDENTITY, f"{self.name}-{len(self.links)}")
             if keys_dir:
-                from server.netutil import secure_client
+                from server.net.endpoints import secure_client
                 secure_client(sock, keys_dir)
             sock.connect(endpoint)
             self.links.append(Link(endpoint, sock))
@@ -137,8 +138,6 @@ class PolicyWorker:
                         raise TypeError(f"returned dtype {out.dtype}; actions must be integers")
                     replies.append((link, Message("actions", seq=msg.seq, sender=self.name, arrays={"actions": out})))
             except Exception as exc:
-                from server.agent_host import describe
-
                 self.stats["errors"] += 1
                 text = str(exc) if str(exc).startswith("returned") else describe(exc)
                 replies = [(link, Message("error", seq=msg.seq, sender=self.name, meta={"error": text}))

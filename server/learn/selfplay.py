@@ -5,7 +5,7 @@
     trainer.evaluate("greedy", games=1000)       # MatchRunner, half first / half second
     trainer.save("runs/c4")                      # ckpt:runs/c4 for arena run
 
-With gossip (one process per learner; ``server.gossip``)::
+With gossip (one process per learner; ``server.learn.gossip``)::
 
     node = GossipNode("L0", "tcp://127.0.0.1:5600", trainer.params, {"L1": "tcp://127.0.0.1:5601"},
                       version=lambda: trainer.version).start()
@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,74 +47,9 @@ from agents import make_agent
 from agents.neural import NeuralAgent, PolicyNet
 from simcore.game import DRAW
 
-from .learner import MASKED_LOGIT, PPOConfig, SegmentBatch, TorchParams, ppo_update
-from .match import MatchRunner
-
-SELF, PAST = "self", "past"
-
-
-@dataclass
-class TrainConfig:
-    """What ``Trainer`` trains and how (``ppo`` holds the update's own hyper-parameters)."""
-
-    arena: str = "connect4"
-    """Registry name of the arena."""
-    options: dict = field(default_factory=dict)
-    """Arena options (``arenas.make(arena, **options)``)."""
-    num_matches: int = 1024
-    """Match slots played at once."""
-    horizon: int = 16
-    """Decisions of one seat per segment."""
-    batch_segments: int = 1024
-    """Segments per update (``horizon * batch_segments`` decisions)."""
-    opponents: dict = field(default_factory=lambda: {"greedy": 0.5, "random": 0.25, SELF: 0.25})
-    """Share of match slots per opponent: ``self``, ``past`` or a built-in agent name."""
-    arch: str = "mlp"
-    """``PolicyNet`` architecture: ``mlp`` or ``conv``."""
-    hidden: int = 256
-    """``PolicyNet`` hidden width."""
-    channels: int = 32
-    """``PolicyNet`` conv channels (``conv`` only)."""
-    snapshot_every: int = 10
-    """Updates between snapshots into the ``past`` pool (and a fresh ``past`` opponent drawn from it)."""
-    pool_size: int = 8
-    """Snapshots kept for ``past``."""
-    win_reward: float = 0.0
-    """Team outcome added at a match's end to the learner seats still deciding (+win / -loss)."""
-    seed: int = 0
-    """Seeds the game, sampling and the opponents (and the net, unless ``net_seed`` is given)."""
-    net_seed: int | None = None
-    """Seeds the net's initialisation; learners that gossip should share it (and differ in ``seed``)."""
-    ppo: PPOConfig = field(default_factory=PPOConfig)
-    """The update's hyper-parameters."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-#: per-arena settings that reach the bars of issue 5 (see ``preset``); anything not named is the default
-PRESETS: dict[str, dict] = {
-    "connect4": {},
-    "battle": {"num_matches": 128, "horizon": 32, "batch_segments": 512, "win_reward": 1.0,
-               "ppo": {"lr": 5e-4}},
-}
-
-
-def preset(arena: str, **overrides) -> TrainConfig:
-    """``TrainConfig`` for ``arena`` from ``PRESETS`` (defaults for an arena without one), with
-    ``overrides`` (``ppo`` may be a dict of ``PPOConfig`` fields)."""
-    fields = {**PRESETS.get(arena, {}), **overrides}
-    ppo = fields.pop("ppo", {})
-    ppo = ppo if isinstance(ppo, PPOConfig) else PPOConfig(**{**PRESETS.get(arena, {}).get("ppo", {}), **ppo})
-    return TrainConfig(arena=arena, ppo=ppo, **fields)
-
-
-def policy_net(cfg: TrainConfig, game) -> PolicyNet:
-    """A fresh ``PolicyNet`` for ``game`` as ``cfg`` describes it, seeded by ``net_seed`` (else ``seed``)."""
-    torch.manual_seed(cfg.seed if cfg.net_seed is None else cfg.net_seed)
-    space = game.single_observation_space
-    return PolicyNet(space.shape, game.num_actions, arch=cfg.arch, hidden=cfg.hidden, channels=cfg.channels,
-                     obs_high=np.asarray(space.high, np.float32))
+from .config import PAST, SELF, TrainConfig, policy_net
+from .evaluate import evaluate
+from .ppo import MASKED_LOGIT, SegmentBatch, TorchParams, ppo_update
 
 
 class SeatCollector:
@@ -201,7 +135,7 @@ class SeatCollector:
 class Trainer:
     """The in-process training loop: collect segments from ``num_matches`` slots, update, repeat.
 
-    ``params`` (``TorchParams``) is what a gossip node (``server.gossip``) reads and averages: the
+    ``params`` (``TorchParams``) is what a gossip node (``server.learn.gossip``) reads and averages: the
     trainer applies pending averages before each acting pass and after each optimizer step.
     ``version`` counts updates.
     """
@@ -345,7 +279,7 @@ class Trainer:
     def run(self, seconds: float | None = None, updates: int | None = None, gossip=None, every: int = 1,
             on_update=None) -> None:
         """Iterate until ``seconds`` of training or ``updates`` updates (whichever first). With
-        ``gossip`` (a started ``server.gossip.GossipNode`` over ``self.params``), ask it for one
+        ``gossip`` (a started ``server.learn.gossip.GossipNode`` over ``self.params``), ask it for one
         exchange every ``every`` updates; it runs in the background and lands at a safe point.
         ``on_update(trainer, stats)`` after each update."""
         start_seconds, start_version = self.seconds, self.version
@@ -390,17 +324,3 @@ class Trainer:
     def evaluate(self, opponent: str, games: int = 1000, greedy: bool = False, seed: int = 12345) -> dict:
         """Play ``games`` games (one per slot; half as first player / left team) against ``opponent``."""
         return evaluate(self.policy_agent(greedy, seed), self.cfg.arena, opponent, games, seed, self.cfg.options)
-
-
-def evaluate(agent, arena: str, opponent: str, games: int = 1000, seed: int = 12345,
-             options: dict | None = None) -> dict:
-    """``agent`` against the built-in ``opponent`` with ``MatchRunner``: ``games`` slots, each counted
-    once, seats alternating by slot. Returns wins, losses, draws and the win rate of ``agent``."""
-    game = arenas.make(arena, num_matches=games, seed=seed, **(options or {}))
-    opp = make_agent(opponent, game, seed=seed + 1)
-    runner = MatchRunner(game, [agent, opp], names=["learner", opponent])
-    runner.reset(seed)
-    runner.play()
-    t = runner.totals[0]
-    return {"wins": t.wins, "losses": t.losses, "draws": t.draws, "games": t.games,
-            "win_rate": t.wins / max(t.games, 1)}

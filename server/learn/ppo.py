@@ -25,7 +25,7 @@ has not yet received the newest parameters. ``ppo_update`` handles both:
 
 Everything the update needs is in a ``SegmentBatch``: preallocated arrays that collectors write in
 place (``SegmentBatch.claim`` hands out rows), read by ``ppo_update`` without copies. ``TorchParams``
-exposes a net's parameters as one flat float32 vector for gossip (``server.gossip``).
+exposes a net's parameters as one flat float32 vector for gossip (``server.learn.gossip``).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ MASKED_LOGIT = -1e9
 
 @dataclass
 class PPOConfig:
-    """Hyper-parameters of ``ppo_update`` (the defaults are the connect4 settings of ``server.selfplay``)."""
+    """Hyper-parameters of ``ppo_update`` (the defaults are the connect4 settings of ``server.learn.selfplay``)."""
 
     lr: float = 1e-3
     """Adam step size."""
@@ -268,7 +268,7 @@ def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentB
 
 # -- parameters as one flat vector (for gossip) -------------------------------------------------------
 class TorchParams:
-    """A net's parameters as one flat float32 vector, for a gossip thread (``server.gossip.FlatParams``).
+    """A net's parameters as one flat float32 vector, for a gossip thread (``server.learn.gossip.FlatParams``).
 
     The gossip thread never touches the net: writing a parameter while the training thread is between
     a forward and a backward pass would break autograd (and a forward pass could read half-written

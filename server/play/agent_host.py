@@ -1,8 +1,8 @@
-"""The process an isolated agent runs in: ``python -m server.agent_host ...`` (started by ``IsolatedAgent``).
+"""The process an isolated agent runs in: ``python -m server.play.agent_host ...`` (started by ``IsolatedAgent``).
 
 It builds the arena (one match, for the agent's spaces), loads the agent, says ``hello`` (or ``error``
 with why it could not), then answers each ``act`` with ``actions`` or ``error``, over one ZeroMQ PAIR
-socket and the protocol in ``server.protocol``. It exits on ``bye`` or when its parent goes away.
+socket and the protocol in ``server.net.protocol``. It exits on ``bye`` or when its parent goes away.
 """
 from __future__ import annotations
 
@@ -10,27 +10,16 @@ import argparse
 import json
 import os
 import sys
-import traceback
 
 import numpy as np
 import zmq
 
-from server.protocol import DTYPES, Message, ProtocolError, decode, encode
+from agents.check import describe
+from server.net.protocol import DTYPES, Message, ProtocolError, decode, encode
 
 PARENT_POLL_MS = 1000
 
 
-def where(exc: BaseException) -> str:
-    """``file.py:LINE in func`` of the innermost frame of ``exc``."""
-    tb = traceback.extract_tb(exc.__traceback__)
-    if not tb:
-        return "?"
-    f = tb[-1]
-    return f"{os.path.basename(f.filename)}:{f.lineno} in {f.name}"
-
-
-def describe(exc: BaseException) -> str:
-    return f"raised {type(exc).__name__}: {exc} (at {where(exc)})"
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,7 @@
 """Playing matches in one process: who sits where, asking each agent for its rows, keeping score.
 
 This is the pure logic under ``arena run`` (and, later, under the game server): no sockets here,
-except through agents that run isolated in a process of their own (``server.isolated``).
+except through agents that run isolated in a process of their own (``server.play.isolated``).
 
 Seating: with two agents, even match slots seat agent 0 as team 0 and agent 1 as team 1, odd slots the
 other way round, so each side plays first (connect4) or on the left (battle) equally often. With more
@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from agents.base import Agent
-from agents.check import AgentFault, validate_actions
+from agents.check import AgentFault, describe, validate_actions
 from agents.loader import adapt
 from simcore.game import DRAW, BatchedGame
 
@@ -114,6 +114,12 @@ class MatchRunner:
         self._forfeit_len = np.zeros(n, dtype=np.int64)
         self._ended_forfeit = self._forfeit_team.copy()   # the forfeits of the last ended step, for record()
         self._asked_rows = 0
+
+    @property
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Views of the game's observations and action masks with one row per flat seat
+        ``match * num_agents + seat`` (what ``begin_step``'s row indices index)."""
+        return self._obs_flat, self._mask_flat
 
     def reset(self, seed: int) -> None:
         self.game.reset(seed=seed)
@@ -218,7 +224,7 @@ class MatchRunner:
             try:
                 out = agent.act(self._obs_flat[rows], self._mask_flat[rows])
             except Exception as exc:
-                self.fault(i, rows, _describe(exc))
+                self.fault(i, rows, describe(exc))
                 continue
             self.take(i, rows, out)
         for i, rows in asked:
@@ -394,12 +400,3 @@ class MatchRunner:
         }
         out.update(extra)
         return out
-
-
-def _describe(exc: BaseException) -> str:
-    import os
-    import traceback
-
-    tb = traceback.extract_tb(exc.__traceback__)
-    at = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
-    return f"raised {type(exc).__name__}: {exc}{at}"

@@ -2,8 +2,8 @@
 
 ``IsolatedAgent`` looks like any agent to the match runner, but its ``act`` is split in two so the
 runner can ask it first and play the in-process agents while it thinks: ``send(obs, mask)`` then
-``wait()``. The child (``server.agent_host``) talks over one ZeroMQ PAIR socket on an ipc endpoint in
-a private temporary directory, with ``server.protocol`` messages (nothing pickled). A call that does
+``wait()``. The child (``server.play.agent_host``) talks over one ZeroMQ PAIR socket on an ipc endpoint in
+a private temporary directory, with ``server.net.protocol`` messages (nothing pickled). A call that does
 not answer within ``timeout`` seconds, or a child that dies (a segfault, ``os._exit``), raises
 ``AgentFault``; the child is then killed and the agent stays disqualified for the rest of the run.
 """
@@ -25,7 +25,7 @@ import zmq
 from agents.base import Agent
 from agents.check import AgentFault
 from agents.registry import UnknownAgent
-from server.protocol import Message, ProtocolError, decode, encode
+from server.net.protocol import Message, ProtocolError, decode, encode
 
 #: seconds a child may take to import and build its agent before it counts as unloadable
 LOAD_TIMEOUT = 60.0
@@ -63,7 +63,7 @@ class IsolatedAgent(Agent):
         self._sock.bind(endpoint)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        cmd = [sys.executable, "-m", "server.agent_host", "--endpoint", endpoint, "--spec", spec,
+        cmd = [sys.executable, "-m", "server.play.agent_host", "--endpoint", endpoint, "--spec", spec,
                "--arena", arena, "--options", json.dumps(options), "--args", json.dumps(args or {}),
                "--seed", str(seed)]
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)

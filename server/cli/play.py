@@ -1,0 +1,356 @@
+"""``arena list / run / serve / launch / worker / keys / init-policy``: parsing and wiring."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from server.play.setup import (SetupError, agent_names, check_agents, format_table, make_agents, make_game,
+                               warm_up)
+
+from . import spectator
+from .common import UsageError, positive, seed
+
+
+def add_parsers(sub) -> None:
+    sub.add_parser("list", help="name the arenas and agents on offer")
+
+    def play_args(q, isolation: bool = True):
+        q.add_argument("arena", help="arena name (see 'arena list')")
+        q.add_argument("--matches", type=positive, default=1024, help="matches played at once (default 1024)")
+        q.add_argument("--agents", default="greedy,random",
+                       help="comma-separated agent names; two agents swap sides every other match, "
+                            "more play a round robin (default greedy,random)")
+        q.add_argument("--seed", type=seed, default=0, help="seed: same seed, same results (default 0)")
+        q.add_argument("--games", type=positive, help="stop after this many finished games")
+        q.add_argument("--steps", type=positive, help="stop after this many batched steps")
+        q.add_argument("-o", "--option", action="append", metavar="KEY=VALUE",
+                       help="arena option, e.g. -o team_size=16 -o map_size=48 (repeatable)")
+        q.add_argument("--agent-arg", action="append", metavar="NAME.KEY=VALUE",
+                       help="argument for one agent's constructor, e.g. --agent-arg Sniper.depth=3 (repeatable)")
+        if isolation:
+            q.add_argument("--isolate", action="store_true",
+                           help="run every custom agent in a process of its own, with a deadline per call")
+            q.add_argument("--trust", action="store_true",
+                           help="run file.py agents in this process (they are isolated by default)")
+            q.add_argument("--agent-timeout", type=float, default=5.0, metavar="SECONDS",
+                           help="deadline per act() call of an isolated agent (default 5)")
+        q.add_argument("--threads", type=positive, help="numba threads (default: all cores)")
+        q.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("run", help="play thousands of matches headless and print the results")
+    play_args(r)
+    spectator.add_run_flags(r)
+
+    sv = sub.add_parser("serve", help="the game server alone: plays matches, workers connect to act")
+    play_args(sv, isolation=False)
+    sv.add_argument("--bind", default="tcp://127.0.0.1:5555",
+                    help="ROUTER endpoint for workers (default tcp://127.0.0.1:5555; not loopback needs --keys)")
+    sv.add_argument("--stats-bind", help="PUB endpoint for statistics (default: the --bind port + 1)")
+    sv.add_argument("--groups", type=positive, default=2, help="match groups stepped in turn, to overlap "
+                                                                  "stepping with acting (default 2)")
+    sv.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
+    spectator.add_server_flags(sv)
+    sv.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
+                                                       "step count to FILE (JSON), to compare runs")
+
+    la = sub.add_parser("launch", help="a game server and N policy workers on this machine")
+    play_args(la, isolation=False)
+    la.add_argument("--workers", type=positive, default=1, help="policy worker processes (default 1)")
+    la.add_argument("--groups", type=positive, default=2, help="match groups stepped in turn (default 2)")
+    la.add_argument("--transport", choices=["ipc", "tcp"], default="ipc", help="ipc (default) or tcp on loopback")
+    spectator.add_server_flags(la)
+    la.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
+                                                       "step count to FILE (JSON)")
+
+    wk = sub.add_parser("worker", help="a policy worker: serves agents to game servers")
+    wk.add_argument("--connect", action="append", required=True, metavar="ENDPOINT",
+                    help="a game server's endpoint (repeatable: one worker can serve several servers)")
+    wk.add_argument("--agents", help="the agents this worker serves (default: all the server plays)")
+    wk.add_argument("--agent-arg", action="append", metavar="NAME.KEY=VALUE")
+    wk.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
+    wk.add_argument("--join", action="store_true", help="join waiting requests for one agent into one batch")
+    wk.add_argument("--exit-when-done", action="store_true", help="exit when every server has said bye")
+    wk.add_argument("--quiet", action="store_true")
+
+    ky = sub.add_parser("keys", help="make CURVE key pairs (server and client) for non-loopback endpoints")
+    ky.add_argument("dir")
+
+    ip = sub.add_parser("init-policy", help="save a fresh (untrained) neural policy for an arena")
+    ip.add_argument("arena")
+    ip.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
+    ip.add_argument("--hidden", type=positive, default=128)
+    ip.add_argument("--seed", type=seed, default=0)
+    ip.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option")
+    ip.add_argument("--out", required=True, help="where to write NAME.safetensors (+ NAME.json)")
+
+
+def _progress(args, label: str):
+    """A tqdm bar on stderr (off when not a terminal or with --no-progress) and its total/unit."""
+    if args.steps is not None and args.games is None:
+        total, unit = args.steps, "steps"
+    else:
+        total, unit = (args.games or args.matches), "games"
+    if args.no_progress:
+        return None, unit
+    from tqdm import tqdm
+    return tqdm(total=total, unit=f" {unit}", desc=label, file=sys.stderr, disable=None,
+                dynamic_ncols=True, leave=False), unit
+
+
+def _report(summary: dict, stat_names, args) -> None:
+    print(format_table(summary, stat_names))
+    for f in summary["forfeits"]:
+        print(f"forfeit: {f['agent']} lost {f['matches']} matches in {f['arena']}: {f['reason']}")
+    if args.json:
+        print(json.dumps(summary))
+
+
+def _common(args, command: str):
+    import numba
+    from simcore.options import parse_options
+
+    try:
+        options = parse_options(args.option)
+        names = agent_names(args.agents)
+    except (ValueError, SetupError) as exc:
+        raise UsageError(f"arena {command}: {exc}") from None
+    if args.threads:
+        numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    return options, names
+
+
+def _game(arena: str, matches: int, options: dict):
+    try:
+        return make_game(arena, matches, options)
+    except SetupError as exc:
+        raise UsageError(f"arena: {exc}") from None
+
+
+def cmd_run(args) -> int:
+    import numba
+
+    from server.play.match import MatchRunner
+
+    options, names = _common(args, "run")
+    t0 = time.perf_counter()
+    spec, game = _game(args.arena, args.matches, options)
+    specs = [n.split("#")[0] for n in names]
+    try:
+        agents = make_agents(specs, names, game, args.arena, options, seed=args.seed, agent_args=args.agent_arg,
+                             trust=args.trust, isolate=args.isolate, timeout=args.agent_timeout)
+    except SetupError as exc:
+        raise UsageError(f"arena: {exc}") from None
+    # Compile (or load from numba's cache) the engine and the agents on a one-match copy first,
+    # so that the timed play is play.
+    _, warm = _game(args.arena, 1, options)
+    from agents.registry import make_agent
+    warm_runner = MatchRunner(warm, [make_agent("random", warm)])
+    warm_runner.reset(args.seed)
+    warm_runner.play(steps=2)
+    warm.reset(seed=args.seed)
+    warm_up(agents, warm)
+    compile_seconds = time.perf_counter() - t0
+
+    runner = MatchRunner(game, agents, names)
+    runner.reset(args.seed)
+    from server.spectator.hooks import HookError, attach
+    try:
+        hooks = attach(args, runner, args.arena)   # --watch / --record
+    except HookError as exc:
+        runner.close()
+        raise UsageError(str(exc)) from None
+    bar, unit = _progress(args, f"{args.arena} {args.matches}x")
+
+    def on_step(r: MatchRunner, new_games: int) -> None:
+        for hook in hooks:
+            hook.on_step(r, new_games)
+        if bar is not None:
+            bar.update(1 if unit == "steps" else new_games)
+            if r.steps % 8 == 0:
+                bar.set_postfix_str(f"{r.agent_steps / max(time.perf_counter() - t1, 1e-9) / 1e6:.2f} M agent-steps/s")
+
+    t1 = time.perf_counter()
+    try:
+        runner.play(games=args.games, steps=args.steps, on_step=on_step)
+    except KeyboardInterrupt:
+        print("interrupted: summary so far", file=sys.stderr)
+    finally:
+        seconds = time.perf_counter() - t1   # play only: closing agents (their processes) is not timed
+        runner.close()
+        for hook in hooks:
+            hook.close()
+    if bar is not None:
+        bar.close()
+    summary = runner.summary(args.arena, seconds, seed=args.seed, options=options,
+                             compile_seconds=round(compile_seconds, 3), threads=numba.get_num_threads())
+    _report(summary, game.stat_names, args)
+    return 0
+
+
+# -- arena list -------------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    import agents.registry as agent_registry
+    import arenas
+
+    print("arenas:")
+    for name in arenas.names():
+        try:
+            spec = arenas.get(name)
+            opts = ", ".join(f"{k}={v}" for k, v in spec.defaults.items())
+            print(f"  {name:10s} {spec.description}" + (f"  [options: {opts}]" if opts else ""))
+        except Exception as exc:  # a broken plug-in must not hide the others
+            print(f"  {name:10s} (cannot be loaded: {exc})")
+    print("agents:")
+    for name in agent_registry.names():
+        print(f"  {name:10s} plays: {', '.join(agent_registry.arenas_of(name)).replace('*', 'any arena')}")
+    return 0
+
+
+# -- arena serve / launch / worker / keys ---------------------------------------------------------
+def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=None, keys=None, on_ready=None):
+    import numba
+
+    from server.play.gameserver import GameServer
+
+    from server.spectator.publisher import FramePublisher, default_endpoint
+
+    spectate = getattr(args, "spectate_bind", None) or default_endpoint(bind)
+    t0 = time.perf_counter()
+    try:
+        server = GameServer(args.arena, names, args.matches, seed=args.seed, options=options, bind=bind,
+                            stats_bind=stats_bind, groups=args.groups, keys_dir=keys, games=args.games,
+                            steps=args.steps, spectators=lambda runners, ctx: FramePublisher(
+                                spectate, args.arena, runners, ctx=ctx, keys_dir=keys))
+    except ValueError as exc:
+        raise UsageError(f"arena: {exc}") from None
+    except Exception as exc:  # zmq errors: address in use, bad endpoint
+        raise UsageError(f"arena: cannot bind {bind}: {exc}") from None
+    compile_seconds = time.perf_counter() - t0
+    if server.spectators is not None:
+        print(f"arena: spectators: arena watch --connect {server.spectators.endpoint}", file=sys.stderr)
+    bar, unit = _progress(args, f"{args.arena} {args.matches}x")
+    last = [0.0]
+
+    def on_progress(srv, new_games: int) -> None:
+        if bar is None:
+            return
+        if unit == "games":
+            bar.update(new_games)
+        now = time.perf_counter()
+        if now - last[0] > 0.5:
+            last[0] = now
+            st = srv.stats()
+            if unit == "steps":
+                bar.n = max(g.runner.steps for g in srv.groups)
+            bar.set_postfix_str(f"{st['agent_steps_per_s'] / 1e6:.2f} M agent-steps/s, {st['matches_per_s']:.0f} "
+                                f"matches/s, waiting {100 * st['wait_s'] / max(now - srv.started, 1e-9):.0f}%, "
+                                f"queue {st['queue']}, workers {st['workers']}")
+
+    server.on_progress = on_progress
+    if on_ready is not None:
+        on_ready(server)
+    try:
+        summary = server.serve()
+    except KeyboardInterrupt:
+        print("interrupted: summary so far", file=sys.stderr)
+        server.seconds = time.perf_counter() - server.started
+        summary = server.summary()
+    finally:
+        server.close()
+        if bar is not None:
+            bar.close()
+    summary.update(seed=args.seed, options=options, compile_seconds=round(compile_seconds, 3),
+                   threads=numba.get_num_threads())
+    if getattr(args, "outcomes", None):
+        with open(args.outcomes, "w") as fh:
+            json.dump({"outcomes": server.outcomes(),
+                       "step_counts": [g.runner.game.step_count.tolist() for g in server.groups],
+                       "steps": [g.runner.steps for g in server.groups]}, fh)
+    return summary, server.stat_names
+
+
+def _check(names: list[str], arena: str, options: dict) -> None:
+    try:
+        check_agents(names, arena, options)
+    except SetupError as exc:
+        raise UsageError(f"arena: {exc}") from None
+
+
+def cmd_serve(args) -> int:
+    options, names = _common(args, "serve")
+    _check(names, args.arena, options)
+    print(f"arena serve: {args.arena}, {args.matches} matches, agents {', '.join(names)}; "
+          f"workers connect to {args.bind}", file=sys.stderr)
+    summary, stat_names = _run_server(args, options, names, args.bind, args.stats_bind, args.keys)
+    _report(summary, stat_names, args)
+    return 0
+
+
+def cmd_launch(args) -> int:
+    from server.play.launch import WorkerPool
+
+    options, names = _common(args, "launch")
+    _check(names, args.arena, options)
+    pool = WorkerPool(args.workers, args.transport, args.agent_arg)
+    try:
+        summary, stat_names = _run_server(args, options, names, pool.bind, pool.stats_bind, on_ready=pool.start)
+    finally:
+        pool.close()
+    summary["workers"] = args.workers
+    _report(summary, stat_names, args)
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from server.net.endpoints import EndpointError, is_loopback
+    from server.play.worker import PolicyWorker
+
+    for ep in args.connect:
+        try:
+            if not is_loopback(ep) and not args.keys:
+                raise UsageError(f"arena worker: connecting to {ep} (not loopback) needs --keys DIR")
+        except EndpointError as exc:
+            raise UsageError(f"arena worker: {exc}") from None
+    agents = [a.strip() for a in args.agents.split(",")] if args.agents else None
+    log = (lambda text: None) if args.quiet else None
+    try:
+        worker = PolicyWorker(args.connect, agents, keys_dir=args.keys, agent_args=args.agent_arg,
+                              exit_when_done=args.exit_when_done, join=args.join, log=log)
+    except EndpointError as exc:
+        raise UsageError(f"arena worker: {exc}") from None
+    try:
+        return worker.run()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        worker.close()
+
+
+def cmd_keys(args) -> int:
+    from server.net.endpoints import make_keys
+
+    paths = make_keys(args.dir)
+    print(f"server keys: {paths['server_secret']} (keep on the server) and {paths['server_public']}")
+    print(f"client keys: {paths['client_secret']} (copy with server.key to each worker machine)")
+    print(f"clients the server accepts: {paths['authorized']}/")
+    print(f"use: arena serve ARENA --bind tcp://0.0.0.0:5555 --keys {args.dir}   and   "
+          f"arena worker --connect tcp://HOST:5555 --keys {args.dir}")
+    return 0
+
+
+def cmd_init_policy(args) -> int:
+    from agents.neural import NeuralAgent
+    from simcore.options import parse_options
+
+    try:
+        options = parse_options(args.option)
+    except ValueError as exc:
+        raise UsageError(f"arena init-policy: {exc}") from None
+    _, game = _game(args.arena, 1, options)
+    agent = NeuralAgent(game, seed=args.seed, arch=args.arch, hidden=args.hidden, device="cpu")
+    path = agent.save(args.out)
+    print(f"saved an untrained {args.arch} policy for {args.arena} to {path} (+ {path.with_suffix('.json').name})")
+    print(f"use it: arena run {args.arena} --agents ckpt:{path},random")
+    return 0
