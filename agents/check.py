@@ -2,9 +2,14 @@
 
     from agents.check import check_agent
     check_agent(MyBot(), "connect4")      # raises AssertionError saying what to fix, or returns quietly
+
+An agent answers ``act(obs, mask)`` with one action per row: ``(B,)`` integers for a ``Discrete`` action
+space, ``(B, K)`` numbers for a continuous ``Box(..., (K,))`` one (``validate_actions`` says what counts
+as a fault for each).
 """
 from __future__ import annotations
 
+import gymnasium
 import numpy as np
 
 
@@ -22,20 +27,31 @@ def describe(exc: BaseException) -> str:
     return f"raised {type(exc).__name__}: {exc}{at}"
 
 
-def validate_actions(out, mask: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Check an agent's answer for ``mask`` (``(B, num_actions)``).
+def neutral_action(space: gymnasium.spaces.Box) -> np.ndarray:
+    """The stand-in for a faulty row of a continuous action space: zeros clipped into the Box, in its
+    dtype (in ``tag``, no force at all)."""
+    return np.clip(np.zeros(space.shape), space.low, space.high).astype(space.dtype)
 
-    Returns ``(actions, bad)``: ``actions`` as int64 ``(B,)`` and ``bad`` mapping a reason to the
-    boolean rows it concerns (NaN, out of range, masked action). Raises ``AgentFault`` when the answer
-    as a whole is unusable (not an array of B numbers, or a non-numeric dtype).
+
+def validate_actions(out, mask: np.ndarray, space: gymnasium.spaces.Space | None = None
+                     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Check an agent's answer for ``mask`` (``(B, num_actions)``) in the action space ``space``
+    (``None`` or a ``Discrete``: the discrete rules; a 1-D ``Box``: the continuous ones).
+
+    Discrete: returns ``(actions, bad)``, ``actions`` as int64 ``(B,)`` and ``bad`` mapping a reason to
+    the boolean rows it concerns (NaN, fractional, out of range, masked action). Raises ``AgentFault``
+    when the answer as a whole is unusable (not an array of B numbers, or a non-numeric dtype).
+
+    Continuous (``Box(low, high, (K,))``): the answer must be ``(B, K)`` numbers (integers or floats);
+    ``actions`` comes back in the Box's dtype, and a row with NaN or infinity (in that dtype: a float64
+    beyond float32's range counts) is bad, and set to ``neutral_action(space)`` in ``actions``. Values
+    outside the Box are allowed: how the game treats them (``tag`` clips them) is part of its rules.
+    The mask is not read (it marks the components a seat uses).
     """
+    if isinstance(space, gymnasium.spaces.Box):
+        return _validate_continuous(out, mask.shape[0], space)
     rows, num_actions = mask.shape
-    try:
-        arr = np.asarray(out)
-    except Exception as exc:  # e.g. a ragged list
-        raise AgentFault(f"returned something that is not an array ({type(out).__name__}: {exc})") from None
-    if arr.dtype == object or arr.dtype.kind not in "iuf":
-        raise AgentFault(f"returned dtype {arr.dtype}; actions must be integers")
+    arr = _numbers(out, "actions must be integers")
     if arr.shape != (rows,):
         raise AgentFault(f"returned shape {arr.shape}; expected ({rows},), one action per row")
     bad: dict[str, np.ndarray] = {}
@@ -63,11 +79,39 @@ def validate_actions(out, mask: np.ndarray) -> tuple[np.ndarray, dict[str, np.nd
     return arr, bad
 
 
+def _numbers(out, expected: str) -> np.ndarray:
+    """``out`` as an array of numbers, or ``AgentFault`` (``expected`` says what was wanted)."""
+    try:
+        arr = np.asarray(out)
+    except Exception as exc:  # e.g. a ragged list
+        raise AgentFault(f"returned something that is not an array ({type(out).__name__}: {exc})") from None
+    if arr.dtype == object or arr.dtype.kind not in "iuf":
+        raise AgentFault(f"returned dtype {arr.dtype}; {expected}")
+    return arr
+
+
+def _validate_continuous(out, rows: int, space: gymnasium.spaces.Box) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    k = int(space.shape[0])
+    arr = _numbers(out, f"continuous actions must be numbers ({space.dtype})")
+    if arr.shape != (rows, k):
+        raise AgentFault(f"returned shape {arr.shape}; expected ({rows}, {k}), one action vector per row")
+    with np.errstate(over="ignore", invalid="ignore"):
+        arr = arr.astype(space.dtype)
+    bad: dict[str, np.ndarray] = {}
+    broken = ~np.isfinite(arr).all(axis=1)
+    if broken.any():
+        bad[f"returned NaN or infinity (in {space.dtype})"] = broken
+        arr[broken] = neutral_action(space)
+    return arr, bad
+
+
 def check_agent(agent, arena, num_matches: int = 64, steps: int = 60, seed: int = 0) -> None:
     """Play ``agent`` against itself on ``arena`` (a name or a ``BatchedGame``) and check every answer.
 
-    Raises ``AssertionError`` with what to fix: exceptions from ``act`` (with their traceback),
-    wrong shapes or dtypes, NaN, out-of-range or illegal actions.
+    The agent is asked as a runner asks it: all active rows at once, or, where teams see different
+    observation spaces (``tag``), one team's rows at a time cut to that team's space
+    (``simcore.game``). Raises ``AssertionError`` with what to fix: exceptions from ``act`` (with their
+    traceback), wrong shapes or dtypes, NaN, out-of-range or illegal actions.
     """
     import traceback
 
@@ -83,21 +127,32 @@ def check_agent(agent, arena, num_matches: int = 64, steps: int = 60, seed: int 
         agent.reset(seed)
     obs_flat = game.obs.reshape((-1,) + game.obs_shape)
     mask_flat = game.action_mask.reshape(obs_flat.shape[0], -1)
-    actions = game.actions.reshape(-1)
+    actions = game.actions.reshape((obs_flat.shape[0],) + game.action_shape)
+    space = game.single_action_space
+    if any(sp.shape != game.obs_shape for sp in game.team_observation_spaces):
+        seat_team = np.tile(game.seat_team, game.num_matches)
+        asks = [(f" (team {t}'s rows)", seat_team == t, (slice(None),) + game.team_obs_index(t))
+                for t in range(game.num_teams)]
+    else:
+        asks = [("", None, (slice(None),))]
     for step in range(steps):
-        rows = np.flatnonzero(game.active.reshape(-1))
-        obs, mask = obs_flat[rows], mask_flat[rows]
-        try:
-            out = agent.act(obs, mask)
-        except Exception:
-            raise AssertionError(f"{who}: act raised at step {step}:\n{traceback.format_exc()}") from None
-        try:
-            arr, bad = validate_actions(out, mask)
-        except AgentFault as exc:
-            raise AssertionError(f"{who}: act {exc} at step {step} (obs {obs.shape} {obs.dtype})") from None
-        for reason, rows_bad in bad.items():
-            i = int(np.flatnonzero(rows_bad)[0])
-            raise AssertionError(f"{who}: act {reason} at step {step}: row {i} got {out[i]!r} "
-                                 f"with mask {mask[i].tolist()}")
-        actions[rows] = arr
+        active = game.active.reshape(-1)
+        for where, seats, index in asks:
+            rows = np.flatnonzero(active if seats is None else active & seats)
+            if rows.size == 0:
+                continue
+            obs, mask = np.ascontiguousarray(obs_flat[rows][index]), mask_flat[rows]
+            try:
+                out = agent.act(obs, mask)
+            except Exception:
+                raise AssertionError(f"{who}: act raised at step {step}{where}:\n{traceback.format_exc()}") from None
+            try:
+                arr, bad = validate_actions(out, mask, space)
+            except AgentFault as exc:
+                raise AssertionError(f"{who}: act {exc} at step {step}{where} (obs {obs.shape} {obs.dtype})") from None
+            for reason, rows_bad in bad.items():
+                i = int(np.flatnonzero(rows_bad)[0])
+                raise AssertionError(f"{who}: act {reason} at step {step}{where}: row {i} got {out[i]!r} "
+                                     f"with mask {mask[i].tolist()}")
+            actions[rows] = arr
         game.step(game.actions)

@@ -1,8 +1,13 @@
-"""``random``: a uniformly random legal action per row, for any arena."""
+"""``random``: a uniformly random legal action per row, for any arena.
+
+With continuous actions (a game whose ``single_action_space`` is a ``Box``) each row gets a vector
+uniform in the Box (bounds taken as [-1, 1] where infinite), in the Box's dtype."""
 from __future__ import annotations
 
 import numba as nb
 import numpy as np
+
+from simcore.check import uniform_in_box
 
 from .base import Agent
 
@@ -46,6 +51,9 @@ class RandomAgent(Agent):
         self.rng = np.random.default_rng(seed)
 
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        if getattr(self.game, "continuous_actions", False):
+            space = self.game.single_action_space
+            return uniform_in_box(space, self.rng.random((mask.shape[0],) + tuple(space.shape)))
         out = np.empty(mask.shape[0], dtype=np.int64)
         pick_legal_nb(np.ascontiguousarray(mask), self.rng.random(mask.shape[0]), out)
         return out

@@ -12,6 +12,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
     "greedy": {
         "connect4": "agents.greedy_connect4:Connect4Greedy",
         "battle": "agents.greedy_battle:BattleGreedy",
+        "tag": "agents.greedy_tag:TagGreedy",
     },
 }
 

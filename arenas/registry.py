@@ -30,6 +30,7 @@ class ArenaSpec:
 _BUILTIN = {
     "connect4": "arenas.connect4:SPEC",
     "battle": "arenas.battle:SPEC",
+    "tag": "arenas.tag:SPEC",
 }
 ENTRY_POINT_GROUP = "arena.arenas"
 

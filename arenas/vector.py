@@ -5,7 +5,14 @@ is one sub-environment, so ``num_envs = num_matches * agents_per_match`` and row
 ``s`` of match ``m``. Observations, rewards and flags are views of the game's own buffers (no copies).
 
 - ``reset(seed=...)`` -> ``(obs, infos)``; ``step(actions)`` -> ``(obs, rewards, terminations,
-  truncations, infos)`` with ``actions`` of shape ``(num_envs,)``.
+  truncations, infos)`` with ``actions`` of shape ``(num_envs,)`` (``Discrete`` action space; the
+  ``action_space`` is a ``MultiDiscrete``), or ``(num_envs, K)`` floats for a continuous
+  ``Box(..., (K,))`` one (``tag`` with ``continuous_actions=True``; ``action_space`` is
+  ``batch_space(single_action_space, num_envs)``, and values outside the Box are the game's to treat:
+  ``tag`` clips them).
+- Where teams see different observation spaces (``tag``), every row has the shape of
+  ``single_observation_space`` and is zero-padded beyond its team's space: row ``r`` belongs to team
+  ``env.game.seat_team[r % agents_per_match]``, whose part is ``obs[r][env.game.team_obs_index(team)]``.
 - Auto-reset is Gymnasium's ``SAME_STEP`` mode: a row whose match ended returns the first observation of
   the next match together with the ended step's reward and flags. The final observation itself is not
   kept.
@@ -40,14 +47,18 @@ class BatchedVectorEnv(VectorEnv):
         self.single_observation_space = g.single_observation_space
         self.single_action_space = g.single_action_space
         self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = spaces.MultiDiscrete(np.full(num_envs, g.num_actions), seed=seed)
+        if g.continuous_actions:
+            self.action_space = batch_space(self.single_action_space, num_envs)
+            self.action_space.seed(seed)
+        else:
+            self.action_space = spaces.MultiDiscrete(np.full(num_envs, g.num_actions), seed=seed)
         self._obs = g.obs.reshape((num_envs,) + g.obs_shape)
         self._mask = g.action_mask.reshape(num_envs, -1)
         self._active = g.active.reshape(-1)
         self._rewards = g.rewards.reshape(-1)
         self._terms = g.terminations.reshape(-1)
         self._truncs = g.truncations.reshape(-1)
-        self._actions = g.actions.reshape(-1)
+        self._actions = g.actions.reshape((num_envs,) + g.action_shape)
         self._seed = seed
 
     def _infos(self) -> dict[str, Any]:
@@ -59,6 +70,6 @@ class BatchedVectorEnv(VectorEnv):
         return self._obs, self._infos()
 
     def step(self, actions):
-        np.copyto(self._actions, np.asarray(actions).reshape(-1), casting="unsafe")
+        np.copyto(self._actions, np.asarray(actions).reshape(self._actions.shape), casting="unsafe")
         self.game.step(self.game.actions)
         return self._obs, self._rewards, self._terms, self._truncs, self._infos()

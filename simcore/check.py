@@ -9,6 +9,7 @@ Each failed assertion says which part of the contract (see ``simcore.game``) was
 """
 from __future__ import annotations
 
+import gymnasium
 import numpy as np
 
 from .game import DRAW, BatchedGame
@@ -25,17 +26,79 @@ def random_legal_actions(mask: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return act.reshape(mask.shape[:-1])
 
 
+def uniform_in_box(space: gymnasium.spaces.Box, u: np.ndarray) -> np.ndarray:
+    """Map uniform numbers ``u`` in [0, 1) (shape ``(..., *space.shape)``) into ``space``, in its dtype;
+    an infinite bound counts as -1 or 1."""
+    low = np.where(np.isfinite(space.low), space.low, -1.0)
+    high = np.where(np.isfinite(space.high), space.high, 1.0)
+    return (low + u * (high - low)).astype(space.dtype)
+
+
+def random_actions(game: BatchedGame, rng: np.random.Generator) -> np.ndarray:
+    """Random actions for every seat of ``game``, shaped like ``game.actions``: a random legal action
+    per seat (``Discrete``), or a vector uniform in the ``Box`` (``uniform_in_box``)."""
+    if not game.continuous_actions:
+        return random_legal_actions(game.action_mask, rng)
+    return uniform_in_box(game.single_action_space, rng.random(game.actions.shape))
+
+
+def _check_spaces(game: BatchedGame, name: str) -> None:
+    """The observation and action spaces and the buffers that follow from them."""
+    n, a, t = game.num_matches, game.num_agents, game.num_teams
+    space = game.single_observation_space
+    teams = game.team_observation_spaces
+    assert isinstance(teams, tuple) and len(teams) == t, (
+        f"{name}.team_observation_spaces must be a tuple of one space per team ({t}), got {teams!r}")
+    for team, sp in enumerate(teams):
+        assert isinstance(sp, gymnasium.spaces.Box), f"{name}: team {team}'s observation space must be a Box"
+        assert sp.dtype == space.dtype and len(sp.shape) == len(space.shape) and \
+            all(d <= e for d, e in zip(sp.shape, space.shape)), (
+            f"{name}: team {team}'s observation space {sp.shape}:{sp.dtype} must have the dtype and ndim of "
+            f"single_observation_space {space.shape}:{space.dtype} and fit inside it (rows are zero-padded)")
+    action = game.single_action_space
+    if game.continuous_actions:
+        assert len(action.shape) == 1, f"{name}: a continuous action space must be a 1-D Box, got {action}"
+        assert game.actions.shape == (n, a) + action.shape and game.actions.dtype == action.dtype, (
+            f"{name}.actions must be {action.dtype} of shape (N, A, {action.shape[0]}) for a Box action space, "
+            f"got {game.actions.dtype} {game.actions.shape}")
+    else:
+        assert isinstance(action, gymnasium.spaces.Discrete), (
+            f"{name}.single_action_space must be Discrete or a 1-D Box, got {action}")
+        assert game.actions.shape == (n, a) and game.actions.dtype.kind == "i", (
+            f"{name}.actions must be an integer (N, A) array for a Discrete action space")
+    assert game.action_mask.shape == (n, a, game.num_actions) and game.action_mask.dtype == np.int8, (
+        f"{name}.action_mask must be int8 of shape (N, A, num_actions)")
+
+
+def _check_team_obs(game: BatchedGame, name: str, step: int) -> None:
+    """Each seat's row: its team's part inside the team space, the padding beyond it zero."""
+    for team, sp in enumerate(game.team_observation_spaces):
+        rows = game.obs[:, game.seat_team == team]
+        index = (slice(None), slice(None)) + game.team_obs_index(team)
+        part = rows[index]
+        assert (part >= sp.low).all() and (part <= sp.high).all(), (
+            f"{name}: a team {team} observation is outside team_observation_spaces[{team}] at step {step}")
+        if sp.shape != game.obs_shape:
+            pad = rows.copy()
+            pad[index] = 0
+            assert not pad.any(), (
+                f"{name}: team {team}'s rows must be zero beyond its observation space {sp.shape} "
+                f"(step {step}); the padding up to obs_shape {game.obs_shape} is not zero")
+
+
 def _buffers(game: BatchedGame) -> dict[str, np.ndarray]:
     return {k: getattr(game, k) for k in ("obs", "action_mask", "active", "rewards", "terminations",
                                           "truncations", "episode_done", "episode_winner",
-                                          "episode_length", "episode_stats", "step_count")}
+                                          "episode_length", "episode_stats", "step_count", "actions")}
 
 
 def check_arena(game: BatchedGame, steps: int = 300, seed: int = 0) -> None:
     """Play ``steps`` random legal steps and assert the ``BatchedGame`` contract holds.
 
-    Checks: buffer shapes and dtypes; buffers are never replaced (kernels write in place);
-    observations stay inside ``single_observation_space``; every active seat has a legal action;
+    Checks: buffer shapes and dtypes, the action buffer matching the action space (integers for
+    ``Discrete``, float vectors for a ``Box``); buffers are never replaced (kernels write in place);
+    observations stay inside ``single_observation_space`` and each team's part inside its
+    ``team_observation_spaces`` entry, zero beyond it; every active seat has a legal action;
     a finished match reports exactly one outcome (a team index or a draw) and is auto-reset;
     the same seed gives the same trajectory.
     """
@@ -47,8 +110,7 @@ def check_arena(game: BatchedGame, steps: int = 300, seed: int = 0) -> None:
         f"{(n, a) + game.obs_shape}")
     assert game.obs.dtype == game.single_observation_space.dtype, (
         f"{name}.obs dtype {game.obs.dtype} differs from single_observation_space {game.single_observation_space.dtype}")
-    assert game.action_mask.shape == (n, a, game.num_actions) and game.action_mask.dtype == np.int8, (
-        f"{name}.action_mask must be int8 of shape (N, A, num_actions)")
+    _check_spaces(game, name)
     for key in ("rewards",):
         assert getattr(game, key).shape == (n, a) and getattr(game, key).dtype == np.float32, f"{name}.{key} must be float32 (N, A)"
     for key in ("terminations", "truncations", "active"):
@@ -68,7 +130,8 @@ def check_arena(game: BatchedGame, steps: int = 300, seed: int = 0) -> None:
             o = game.obs.reshape((-1,) + game.obs_shape)
             assert (o >= space.low).all() and (o <= space.high).all(), (
                 f"{name}: observation outside single_observation_space at step {step}")
-        actions = random_legal_actions(game.action_mask, rng)
+            _check_team_obs(game, name, step)
+        actions = random_actions(game, rng)
         game.step(actions)
         assert np.isfinite(game.rewards).all(), f"{name}: non-finite reward at step {step}"
         done = game.episode_done
@@ -94,6 +157,6 @@ def check_arena(game: BatchedGame, steps: int = 300, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     game.reset(seed=seed)
     for step in range(steps):
-        game.step(random_legal_actions(game.action_mask, rng))
+        game.step(random_actions(game, rng))
         got = (game.obs.sum(dtype=np.float64), game.rewards.sum(dtype=np.float64), int(game.episode_done.sum()))
         assert got == trace_a[step], f"{name}: same seed and actions gave a different trajectory at step {step}"

@@ -7,8 +7,8 @@ buffer below is allocated once in ``__init__``; ``reset`` and ``step`` only writ
     game = arenas.make("battle", num_matches=4096, seed=0)
     game.reset(seed=0)
     while True:
-        actions[...] = policy(game.obs, game.action_mask)      # (N, A) integers
-        game.step(actions)                                      # kernels write the buffers in place
+        game.actions[...] = policy(game.obs, game.action_mask) # (N, A) integers (or floats, below)
+        game.step(game.actions)                                 # kernels write the buffers in place
         finished = game.episode_done                            # (N,) matches that ended this step
         ...  # read game.episode_winner / episode_length / episode_stats for those rows
 
@@ -18,7 +18,12 @@ Buffers (N = num_matches, A = num_agents, T = num_teams, K = len(stat_names)):
 name               shape, dtype                 meaning
 ================== ============================ ====================================================
 ``obs``            (N, A, *obs_shape)           each seat's observation for the coming step
+                                                (zero-padded when teams see different shapes, below)
 ``action_mask``    (N, A, num_actions) int8     1 where the action is legal for that seat
+                                                (continuous actions: 1 for each component it reads)
+``actions``        (N, A) int64, or             the action buffer ``step`` reads (pass it back to
+                   (N, A, *action_shape)        ``step`` to avoid a copy); the second form for a
+                   with the Box's dtype         continuous (``Box``) action space
 ``active``         (N, A) bool                  seats whose action is read by the next ``step``
                                                 (the player to move; the agents still alive)
 ``rewards``        (N, A) float32               reward each seat got from the last step
@@ -31,6 +36,22 @@ name               shape, dtype                 meaning
 ``step_count``     (N,) int32                   steps played so far in each current match
 ``match_rng``      (N,) uint64                  the RNG state each current match started from
 ================== ============================ ====================================================
+
+Spaces. ``single_observation_space`` is the space of one row ``obs[m, s]``. ``team_observation_spaces``
+holds one space per team (index = team): what a seat of that team really observes. In most games every
+team sees the same thing and it is ``(single_observation_space,) * num_teams``. Where teams differ (in
+``tag`` the adversaries see 16 numbers and the good agents 14), every team space has the same ndim and
+dtype as ``single_observation_space`` and fits inside it, and a seat's observation is the leading corner
+``obs[m, s][game.team_obs_index(team)]`` of its row; the rest of the row is zero. A learner may feed the
+padded rows to one network, or cut each team's rows to its own space. A runner asks an agent for one
+team's rows at a time, cut to that team's space: so a network sees its team's own input, and a
+scripted agent tells the sides apart by the width of the rows (``agents.greedy_tag``).
+
+``single_action_space`` is ``Discrete(n)`` (``num_actions == n``, ``actions`` is ``(N, A)`` int64, the
+mask marks legal actions) or a 1-D ``Box`` for continuous actions (``continuous_actions`` is True,
+``num_actions`` is the Box's length, ``actions`` is ``(N, A, num_actions)`` with the Box's dtype, and
+``action_mask`` is 1 for every component an active seat's action uses). How a game treats values outside
+the Box (clipping, say) is part of its rules and its docstring says it.
 
 Auto-reset follows Gymnasium's ``SAME_STEP`` mode: when a match ends inside ``step``, ``rewards``,
 ``terminations``, ``truncations`` and the ``episode_*`` rows describe the step that ended it, while
@@ -69,12 +90,22 @@ class BatchedGame:
     num_teams: int
     seat_team: np.ndarray
     single_observation_space: gymnasium.spaces.Box
-    single_action_space: gymnasium.spaces.Discrete
+    single_action_space: gymnasium.spaces.Discrete | gymnasium.spaces.Box
     options: dict[str, Any]
+    #: per-team spaces when teams see different shapes; ``None``: every team sees the whole row
+    _team_observation_spaces: tuple[gymnasium.spaces.Box, ...] | None = None
 
     def _allocate(self, num_matches: int, num_agents: int, seat_team: np.ndarray,
-                  obs_space: gymnasium.spaces.Box, num_actions: int) -> None:
-        """Allocate every buffer of the contract. Called once from a subclass's ``__init__``."""
+                  obs_space: gymnasium.spaces.Box, num_actions: int, *,
+                  team_observation_spaces: tuple[gymnasium.spaces.Box, ...] | None = None,
+                  action_space: gymnasium.spaces.Box | None = None) -> None:
+        """Allocate every buffer of the contract. Called once from a subclass's ``__init__``.
+
+        ``num_actions`` gives a ``Discrete`` action space; pass a 1-D ``Box`` as ``action_space`` instead
+        for continuous actions (``num_actions`` is then ignored). ``team_observation_spaces`` (one per
+        team) when teams see different shapes: ``obs_space`` must hold each of them (see the module
+        docstring).
+        """
         if num_matches < 1:
             raise ValueError(f"num_matches must be at least 1, got {num_matches}")
         n, a = int(num_matches), int(num_agents)
@@ -82,9 +113,27 @@ class BatchedGame:
         self.seat_team = np.asarray(seat_team, dtype=np.int64)
         self.num_teams = int(self.seat_team.max()) + 1
         self.single_observation_space = obs_space
-        self.single_action_space = gymnasium.spaces.Discrete(num_actions)
+        if team_observation_spaces is not None:
+            team_observation_spaces = tuple(team_observation_spaces)
+            if len(team_observation_spaces) != self.num_teams:
+                raise ValueError(f"team_observation_spaces needs one space per team ({self.num_teams}), "
+                                 f"got {len(team_observation_spaces)}")
+            for t, sp in enumerate(team_observation_spaces):
+                if sp.dtype != obs_space.dtype or len(sp.shape) != len(obs_space.shape) or \
+                        any(d > e for d, e in zip(sp.shape, obs_space.shape)):
+                    raise ValueError(f"team {t}'s observation space {sp} must have the dtype and ndim of "
+                                     f"single_observation_space {obs_space} and fit inside it")
+        self._team_observation_spaces = team_observation_spaces
+        if action_space is None:
+            self.single_action_space = gymnasium.spaces.Discrete(num_actions)
+            self.actions = np.zeros((n, a), dtype=np.int64)
+        else:
+            if not isinstance(action_space, gymnasium.spaces.Box) or len(action_space.shape) != 1:
+                raise ValueError(f"action_space must be a 1-D gymnasium Box, got {action_space}")
+            self.single_action_space = action_space
+            self.actions = np.zeros((n, a) + tuple(action_space.shape), dtype=action_space.dtype)
         self.obs = np.zeros((n, a) + tuple(obs_space.shape), dtype=obs_space.dtype)
-        self.action_mask = np.zeros((n, a, num_actions), dtype=np.int8)
+        self.action_mask = np.zeros((n, a, self.num_actions), dtype=np.int8)
         self.active = np.zeros((n, a), dtype=np.bool_)
         self.rewards = np.zeros((n, a), dtype=np.float32)
         self.terminations = np.zeros((n, a), dtype=np.bool_)
@@ -94,17 +143,41 @@ class BatchedGame:
         self.episode_length = np.zeros(n, dtype=np.int32)
         self.episode_stats = np.zeros((n, self.num_teams, len(self.stat_names)), dtype=np.float32)
         self.step_count = np.zeros(n, dtype=np.int32)
-        self.actions = np.zeros((n, a), dtype=np.int64)
         self.rng_states = seed_states(0, n)
         self.match_rng = np.zeros(n, dtype=np.uint64)
 
     @property
+    def continuous_actions(self) -> bool:
+        """True when ``single_action_space`` is a ``Box``: ``actions`` holds floats, one vector per seat."""
+        return isinstance(self.single_action_space, gymnasium.spaces.Box)
+
+    @property
     def num_actions(self) -> int:
-        return int(self.single_action_space.n)
+        """``n`` of a ``Discrete`` action space; the length of a ``Box`` action vector."""
+        space = self.single_action_space
+        return int(space.shape[0]) if isinstance(space, gymnasium.spaces.Box) else int(space.n)
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Shape of one seat's action: ``()`` for ``Discrete``, ``(num_actions,)`` for a ``Box``."""
+        return tuple(self.single_action_space.shape)
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
         return tuple(self.single_observation_space.shape)
+
+    @property
+    def team_observation_spaces(self) -> tuple[gymnasium.spaces.Box, ...]:
+        """One observation space per team; ``(single_observation_space,) * num_teams`` unless teams differ."""
+        if self._team_observation_spaces is None:
+            return (self.single_observation_space,) * self.num_teams
+        return self._team_observation_spaces
+
+    def team_obs_index(self, team: int) -> tuple[slice, ...]:
+        """Index of team ``team``'s observation inside one row: ``obs[m, s][game.team_obs_index(t)]``.
+
+        Rows of many seats of team ``t`` (shape ``(B, *obs_shape)``): ``rows[(slice(None),) + index]``."""
+        return tuple(slice(0, d) for d in self.team_observation_spaces[team].shape)
 
     # -- the two calls of the contract -------------------------------------------------------------
     def reset(self, seed: int | None = None) -> np.ndarray:
@@ -124,7 +197,9 @@ class BatchedGame:
         return self.obs
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Apply one action per seat (``(N, A)`` integers; inactive seats are ignored), then auto-reset.
+        """Apply one action per seat, then auto-reset. ``actions`` has the shape of ``self.actions``:
+        ``(N, A)`` integers, or ``(N, A, num_actions)`` floats for continuous actions; inactive seats are
+        ignored.
 
         Returns the (reused) buffers ``obs, rewards, terminations, truncations``.
         """
@@ -161,4 +236,5 @@ class BatchedGame:
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(num_matches={self.num_matches}, num_agents={self.num_agents}, "
-                f"obs={self.obs_shape}:{self.obs.dtype}, actions={self.num_actions})")
+                f"obs={self.obs_shape}:{self.obs.dtype}, "
+                f"actions={self.single_action_space if self.continuous_actions else self.num_actions})")

@@ -12,6 +12,7 @@ module                    what
 ``replay``                recordings: ``Recorder``, ``load``, ``replay``, ``verify``
 ``hooks``                 ``arena run --record`` / ``--watch`` on a ``MatchRunner``
 ``export``                a recorded match drawn to PNG frames or a GIF, headless
+``gif``                   animated GIFs (LZW by a numba kernel)
 ========================= ==================================================================
 
 pygame (the ``spectator`` extra, ``pip install 'arena[spectator]'``) is imported only when a surface is

@@ -17,15 +17,16 @@ def match_line(recording, i: int) -> str:
 def export_match(recording, index: int, frames_dir: str | None = None, gif: str | None = None,
                  size: tuple[int, int] | None = None, fps: float = 8.0) -> int:
     """Draw recorded match ``index`` to PNG files and/or a GIF, headless; returns the frame count."""
-    from .replay import new_game, replay
-    from .render import GifWriter, default_size, describe_result, render, require_pygame, \
+    from .replay import replay
+    from .gif import GifWriter
+    from .render import default_size, describe_result, render, require_pygame, \
         save_png, surface_pixels
     from .window import FINAL_HOLD
 
     pygame = require_pygame()
     match = recording.match(index)
     snapshots: list[dict] = []
-    replay(match, new_game(recording.arena, recording.options), on_frame=lambda snap, t: snapshots.append(snap))
+    replay(match, recording.new_game(), on_frame=lambda snap, t: snapshots.append(snap))
     size = size or default_size(recording.arena, snapshots[0])
     surface = pygame.Surface(size)
     result = describe_result(recording.arena, match.winner, match.agents, match.forfeit)

@@ -12,10 +12,18 @@ message); the renderer reads it and nothing else, so it never touches the game's
   (A,) direction 0 up, 1 down, 2 left, 3 right or -1, ``step``. Walls grey, red and blue agents with a
   hit-point bar along the top of their cell, and a yellow wedge in each attacked cell on the side the
   attack came from.
+- tag: ``pos`` (A, 2) and ``vel`` (A, 2) world coordinates, ``landmarks`` (L, 2), ``size`` (A + L,) radii
+  (agents, then landmarks), ``team`` (A,) 0 adversary / 1 good, ``step``, ``touches``. A continuous
+  square, y upwards, from -``tag_extent`` to +``tag_extent`` on both axes (1.5, or wider when a body
+  reaches beyond it); the square |x|, |y| <= 1 outlined (good agents are penalised beyond 0.9). Landmarks
+  grey, adversaries red, good agents green, each agent with a line to where its velocity takes it in
+  ``VELOCITY_SECONDS``; a good agent touched by an adversary (closer than the sum of their radii) is
+  ringed in yellow. ``world_to_pixel`` gives the pixel of a world point for tests.
 
 ``info`` (all keys optional) fills the status lines above the board: ``match`` (a label),
 ``agents`` (one name per team), ``result`` (the outcome, once known), ``note`` (up to two dim lines,
-split at ``\n``: score so far, speed, keys), ``options`` (the arena's options; battle reads ``max_hp``).
+split at ``\n``: score so far, speed, keys), ``options`` (the arena's options; battle reads ``max_hp``,
+tag ``max_cycles``).
 
 Drawing is aliasing-free (no antialiased text or shapes), so every pixel has one of the colours below;
 ``--gif`` relies on it for an exact palette. Layout: ``BAR`` pixels of status lines on top, the board
@@ -29,7 +37,6 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
-import numba
 import numpy as np
 
 INSTALL_HINT = "pip install 'arena[spectator]'"
@@ -55,8 +62,21 @@ TEAM_COLOUR = ((222, 58, 58), (58, 108, 232))
 HP_BACK = (12, 12, 12)
 HP_FILL = (84, 222, 84)
 ATTACK = (255, 232, 56)
+# tag (agent colours as mpe2 draws them; its dark grey landmarks lightened to show on the floor)
+ADVERSARY = (217, 89, 89)
+GOOD_AGENT = (89, 217, 89)
+LANDMARK = (124, 126, 136)
+BOUNDARY = (84, 88, 102)
+TOUCH_RING = ATTACK
+VELOCITY = DIM_TEXT
+#: the velocity line of a tag agent reaches where it would be after this many seconds (3 steps)
+VELOCITY_SECONDS = 0.3
+#: half the side of the square shown, in world units, unless a body reaches beyond it
+TAG_EXTENT = 1.5
+#: the square is laid out as this many cells a side (``board_geometry``; sets the default window size)
+TAG_CELLS = 10
 
-TEAM_NAMES = {"connect4": ("red", "yellow"), "battle": ("red", "blue")}
+TEAM_NAMES = {"connect4": ("red", "yellow"), "battle": ("red", "blue"), "tag": ("adversaries", "good")}
 
 
 class SpectatorUnavailable(RuntimeError):
@@ -263,11 +283,98 @@ def _draw_battle(surface, snapshot: dict, info: dict) -> None:
             pygame.draw.polygon(surface, ATTACK, pts)
 
 
+# -- tag ---------------------------------------------------------------------------------------------
+def tag_extent(snapshot: dict) -> float:
+    """Half the side of the world square drawn: ``TAG_EXTENT``, or the farthest reach of a body
+    (``|coordinate| + radius``) rounded up to a multiple of 0.5."""
+    bodies = np.concatenate([np.asarray(snapshot["pos"], dtype=np.float64).reshape(-1, 2),
+                             np.asarray(snapshot["landmarks"], dtype=np.float64).reshape(-1, 2)])
+    reach = np.abs(bodies) + np.asarray(snapshot["size"], dtype=np.float64)[: len(bodies), None]
+    far = float(reach[np.isfinite(reach)].max(initial=0.0))
+    return max(TAG_EXTENT, float(np.ceil(far * 2.0) / 2.0))
+
+
+def _tag_frame(snapshot: dict, size: tuple[int, int]) -> tuple[float, float, float, int, int, int]:
+    """``(cx, cy, scale, x0, y0, side)``: pixel centre of the world origin, pixels per world unit, and
+    the drawn square's top-left pixel and side."""
+    x0, y0, cell = board_geometry(size, TAG_CELLS, TAG_CELLS)
+    side = cell * TAG_CELLS
+    return x0 + side / 2.0, y0 + side / 2.0, side / (2.0 * tag_extent(snapshot)), x0, y0, side
+
+
+def world_to_pixel(snapshot: dict, size: tuple[int, int], x: float, y: float) -> tuple[int, int]:
+    """Pixel of world point ``(x, y)`` of a tag ``snapshot`` drawn on a ``size`` surface (y upwards)."""
+    cx, cy, scale, *_ = _tag_frame(snapshot, size)
+    return int(round(cx + x * scale)), int(round(cy - y * scale))
+
+
+def tag_touching(snapshot: dict) -> np.ndarray:
+    """``(A,)`` bool: the good agents an adversary touches now (closer than the sum of their radii; the
+    contacts that tag's rewards count)."""
+    pos, team = np.asarray(snapshot["pos"], dtype=np.float64), np.asarray(snapshot["team"])
+    size = np.asarray(snapshot["size"], dtype=np.float64)[: len(team)]
+    adv, good = np.flatnonzero(team == 0), np.flatnonzero(team == 1)
+    touched = np.zeros(len(team), dtype=bool)
+    if adv.size and good.size:
+        d = np.sqrt(((pos[adv, None, :] - pos[None, good, :]) ** 2).sum(-1))
+        touched[good] = (d < size[adv, None] + size[None, good]).any(axis=0)
+    return touched
+
+
+def _tag_status(snapshot: dict, info: dict) -> str:
+    step = int(snapshot.get("step", 0))
+    max_cycles = (info.get("options") or {}).get("max_cycles")
+    parts = [f"step {step} / {max_cycles}" if max_cycles else f"step {step}",
+             f"touches {int(snapshot.get('touches', 0))}"]
+    now = int(tag_touching(snapshot).sum())
+    if now:
+        parts.append(f"{now} good agent{'s' if now > 1 else ''} touched now")
+    return " - ".join(parts)
+
+
+def _draw_tag(surface, snapshot: dict, info: dict) -> None:
+    pygame = require_pygame()
+    pos, vel, team = (np.asarray(snapshot[k]) for k in ("pos", "vel", "team"))
+    landmarks, radii = np.asarray(snapshot["landmarks"]), np.asarray(snapshot["size"], dtype=np.float64)
+    a = len(team)
+    cx, cy, scale, x0, y0, side = _tag_frame(snapshot, surface.get_size())
+    clip = surface.get_clip()
+    surface.set_clip(pygame.Rect(x0, y0, side, side))
+    pygame.draw.rect(surface, FLOOR, (x0, y0, side, side))
+
+    def px(x: float, y: float) -> tuple[int, int]:
+        return int(round(cx + x * scale)), int(round(cy - y * scale))
+
+    def radius(r: float) -> int:
+        return max(2, int(round(r * scale)))
+
+    left, top = px(-1.0, 1.0)
+    right, bottom = px(1.0, -1.0)
+    pygame.draw.rect(surface, BOUNDARY, (left, top, right - left + 1, bottom - top + 1), 1)
+    for j in range(len(landmarks)):
+        if np.isfinite(landmarks[j]).all():
+            pygame.draw.circle(surface, LANDMARK, px(*landmarks[j]), radius(radii[a + j]))
+    shown = [j for j in range(a) if np.isfinite(pos[j]).all()]
+    for j in shown:                       # velocity lines under the bodies: only the part outside shows
+        if np.isfinite(vel[j]).all() and (vel[j] != 0).any():
+            tip = pos[j] + vel[j] * VELOCITY_SECONDS
+            pygame.draw.line(surface, VELOCITY, px(*pos[j]), px(*tip), 2)
+    touched = tag_touching(snapshot)
+    ring = max(2, radius(0.012))
+    for j in sorted(shown, key=lambda j: int(team[j])):   # good agents on top of the adversaries touching them
+        centre, r = px(*pos[j]), radius(radii[j])
+        pygame.draw.circle(surface, ADVERSARY if team[j] == 0 else GOOD_AGENT, centre, r)
+        if touched[j]:
+            pygame.draw.circle(surface, TOUCH_RING, centre, r + ring, ring)
+    surface.set_clip(clip)
+
+
 # -- dispatch ----------------------------------------------------------------------------------------
-_DRAW: dict[str, Callable] = {"connect4": _draw_connect4, "battle": _draw_battle}
-_STATUS: dict[str, Callable] = {"connect4": _connect4_status, "battle": _battle_status}
+_DRAW: dict[str, Callable] = {"connect4": _draw_connect4, "battle": _draw_battle, "tag": _draw_tag}
+_STATUS: dict[str, Callable] = {"connect4": _connect4_status, "battle": _battle_status, "tag": _tag_status}
 _GRID: dict[str, Callable] = {"connect4": lambda s: np.shape(s["board"]),
-                              "battle": lambda s: np.shape(s["walls"])}
+                              "battle": lambda s: np.shape(s["walls"]),
+                              "tag": lambda s: (TAG_CELLS, TAG_CELLS)}
 
 
 def register(arena_name: str, draw: Callable, grid: Callable[[dict], tuple[int, int]],
@@ -315,137 +422,3 @@ def _palette() -> np.ndarray:
     pal[: len(named)] = named
     pal[len(named): len(named) + 216] = cube
     return pal, len(named)
-
-
-class GifWriter:
-    """An animated GIF, written frame by frame (LZW by a small numba kernel; no imaging library).
-
-    Colours drawn by this module map to themselves exactly; others to a 6x6x6 colour cube. Each frame
-    stores only the rectangle that changed; an unchanged frame lengthens the previous one."""
-
-    def __init__(self, path, size: tuple[int, int], loop: bool = True):
-        self.width, self.height = size
-        self.palette, self._named = _palette()
-        packed = _pack(self.palette[: self._named])
-        self._order = np.argsort(packed)
-        self._sorted = packed[self._order]
-        self._fh = open(path, "wb")
-        self._prev: np.ndarray | None = None
-        self._pending: tuple[bytes, int] | None = None
-        self.frames = 0
-        fh = self._fh
-        fh.write(b"GIF89a" + _u16(self.width) + _u16(self.height) + bytes([0xF7, 0, 0]))
-        fh.write(self.palette.tobytes())
-        if loop:
-            fh.write(b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00")
-
-    def _indices(self, rgb: np.ndarray) -> np.ndarray:
-        packed = _pack(rgb.reshape(-1, 3))
-        at = np.minimum(np.searchsorted(self._sorted, packed), self._sorted.size - 1)
-        exact = self._sorted[at] == packed
-        idx = np.where(exact, self._order[at], 0).astype(np.uint8)
-        if not exact.all():
-            q = (rgb.reshape(-1, 3)[~exact].astype(np.int64) * 6) // 256
-            idx[~exact] = (self._named + q[:, 0] * 36 + q[:, 1] * 6 + q[:, 2]).astype(np.uint8)
-        return idx.reshape(rgb.shape[:2])
-
-    def add(self, rgb: np.ndarray, delay_s: float) -> None:
-        """Append a ``(height, width, 3)`` frame shown for ``delay_s`` seconds."""
-        if rgb.shape != (self.height, self.width, 3):
-            raise ValueError(f"frame of shape {rgb.shape}, the GIF is {self.height}x{self.width}")
-        delay = max(1, int(round(delay_s * 100)))
-        idx = self._indices(rgb)
-        if self._prev is None:
-            top, left, bottom, right = 0, 0, self.height, self.width
-        else:
-            changed = idx != self._prev
-            if not changed.any():
-                data, d = self._pending
-                self._pending = (data, d + delay)
-                return
-            rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
-            top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        self._flush()
-        self._prev = idx
-        part = np.ascontiguousarray(idx[top:bottom, left:right]).reshape(-1)
-        out = np.empty(part.size * 2 + 1024, dtype=np.uint8)
-        n = _lzw_nb(part, out)
-        data = bytes(out[:n])
-        blocks = b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255] for i in range(0, len(data), 255))
-        image = (b"\x2c" + _u16(left) + _u16(top) + _u16(right - left) + _u16(bottom - top) + b"\x00"
-                 + b"\x08" + blocks + b"\x00")
-        self._pending = (image, delay)
-        self.frames += 1
-
-    def _flush(self) -> None:
-        if self._pending is not None:
-            image, delay = self._pending
-            # graphic control: disposal 1 (leave the frame in place), the delay in 1/100 s
-            self._fh.write(b"\x21\xf9\x04\x04" + _u16(min(delay, 65535)) + b"\x00\x00" + image)
-            self._pending = None
-
-    def close(self) -> None:
-        if self._fh.closed:
-            return
-        self._flush()
-        self._fh.write(b"\x3b")
-        self._fh.close()
-
-
-def _u16(v: int) -> bytes:
-    return int(v).to_bytes(2, "little")
-
-
-def _pack(rgb: np.ndarray) -> np.ndarray:
-    rgb = rgb.astype(np.int64)
-    return (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
-
-
-@numba.njit(cache=True)
-def _emit_nb(out, pos, acc, nacc, code, bits):
-    """Append ``code`` (``bits`` wide, least significant bit first) to the bit stream; whole bytes out."""
-    acc |= code << nacc
-    nacc += bits
-    while nacc >= 8:
-        out[pos] = acc & 0xFF
-        pos += 1
-        acc >>= 8
-        nacc -= 8
-    return pos, acc, nacc
-
-
-@numba.njit(cache=True)
-def _lzw_nb(pixels, out):
-    """GIF LZW of 8-bit ``pixels`` into ``out``; returns the byte count (giflib's code-size rules)."""
-    clear, eoi = 256, 257
-    table = np.full((4096, 256), -1, dtype=np.int16)
-    next_code, bits, max_code = eoi + 1, 9, 512
-    pos, acc, nacc = _emit_nb(out, 0, np.int64(0), 0, clear, bits)
-    prefix = np.int64(pixels[0])
-    k = np.int64(0)
-    for i in range(1, pixels.size + 1):
-        if i < pixels.size:
-            k = np.int64(pixels[i])
-            c = table[prefix, k]
-            if c != -1:
-                prefix = np.int64(c)
-                continue
-        pos, acc, nacc = _emit_nb(out, pos, acc, nacc, prefix, bits)
-        if next_code >= max_code and bits < 12:
-            bits += 1
-            max_code = 1 << bits
-        if i == pixels.size:
-            break
-        if next_code >= 4095:            # the table is full: start it afresh
-            pos, acc, nacc = _emit_nb(out, pos, acc, nacc, clear, bits)
-            table[:, :] = -1
-            next_code, bits, max_code = eoi + 1, 9, 512
-        else:
-            table[prefix, k] = next_code
-            next_code += 1
-        prefix = k
-    pos, acc, nacc = _emit_nb(out, pos, acc, nacc, eoi, bits)
-    if nacc > 0:
-        out[pos] = acc & 0xFF
-        pos += 1
-    return pos

@@ -147,7 +147,8 @@ def test_status_lines_name_arena_match_agents_step_and_score():
 def test_gif_writer_round_trips_exactly(tmp_path):
     rng = np.random.default_rng(0)
     size = (160, 120)
-    w = R.GifWriter(tmp_path / "x.gif", size)
+    from server.spectator.gif import GifWriter
+    w = GifWriter(tmp_path / "x.gif", size)
     first = rng.integers(0, 256, (120, 160))             # noise: the LZW table fills and starts afresh
     second = first.copy()
     second[30:60, 10:90] = 7                             # only a rectangle changes
