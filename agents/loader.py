@@ -3,14 +3,20 @@
 An agent spec is one of:
 
 - a built-in name: ``random``, ``greedy``;
-- ``ckpt:PATH`` — a saved neural policy (``PATH.safetensors`` plus its ``.json`` metadata);
+- ``ckpt:PATH`` — a saved neural policy: a checkpoint folder (``agents.checkpoint``: PATH holds
+  ``checkpoint.json``, the latest checkpoint is loaded), or the single ``PATH.safetensors`` plus its
+  ``.json`` metadata of earlier runs; ``ckpt:builtin/NAME`` is a policy shipped with arena
+  (``agents.builtin``: ``ckpt:builtin/connect4``);
 - the name of an entry point in the group ``arena.agents`` of any installed package;
 - ``path/to/file.py:Attr`` (any spec whose part before the last ``:`` ends in ``.py`` or contains ``/``);
 - ``package.module:Attr`` — an importable module.
 
-``Attr`` may be an ``Agent`` subclass (called as ``Attr(game=game, seed=seed, **args)``), a factory
-function with the same call, or a ready agent object (anything with ``act``). Agent arguments come from
-``--agent-arg NAME.key=value``, where NAME is the spec as typed, its ``Attr`` part or the built-in name.
+``Attr`` may be a class (an ``Agent`` subclass or any class with ``act(obs, mask)``), a factory
+function, or a ready agent object (anything with ``act``). A class or factory is called with ``game``,
+``seed`` and the agent arguments only as far as its signature accepts them (``**kwargs`` accepts all),
+so ``class Bot: def act(self, obs, mask): ...`` is simply ``Bot()``. Agent arguments come from
+``--agent-arg NAME.key=value``, where NAME is the spec as typed, its ``Attr`` part or the built-in name;
+one that the constructor does not accept is refused with one line.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ from typing import Any
 
 from simcore.plugins import PluginError, is_file_spec, load_attr
 
-from . import registry
+from . import builtin, registry
 from .base import Agent
 from .registry import UnknownAgent
 
@@ -83,16 +89,44 @@ def adapt(agent: Any) -> Agent:
     return agent if isinstance(agent, Agent) else DuckAgent(agent)
 
 
+def accepted(obj: Any) -> tuple[set[str], bool] | None:
+    """The keyword arguments ``obj(...)`` accepts and whether it takes ``**kwargs``; ``None`` when its
+    signature cannot be read (some C extension types): then it gets ``game`` and ``seed``."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    names = {p.name for p in sig.parameters.values()
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
+    return names, any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
 def instantiate(obj: Any, spec: str, game, seed: int, args: dict[str, Any]):
-    """Turn a loaded attribute into an agent object."""
+    """Turn a loaded attribute into an agent object.
+
+    A class or factory gets ``game``, ``seed`` and the ``--agent-arg`` values only as far as its
+    signature accepts them (``**kwargs`` accepts everything): ``class Bot: def act(self, obs, mask)``
+    is called as ``Bot()``. An ``--agent-arg`` it does not accept is refused with one line."""
     if hasattr(obj, "act") and not inspect.isclass(obj):
         if args:
             raise UnknownAgent(f"cannot pass arguments {sorted(args)} to {spec!r}: it is an agent object, not a class")
         return obj
     if not callable(obj):
         raise UnknownAgent(f"cannot load {spec!r}: it is a {type(obj).__name__}, not an agent class or object")
+    takes = accepted(obj)
+    if takes is None:
+        kwargs = {"game": game, "seed": seed, **args}
+    else:
+        names, var = takes
+        unknown = sorted(k for k in args if k not in names and not var)
+        if unknown:
+            offered = sorted(names - {"game", "seed"})
+            raise UnknownAgent(f"cannot pass --agent-arg {', '.join(unknown)} to {spec!r}: its constructor "
+                               f"accepts {', '.join(offered) if offered else 'no arguments'}")
+        kwargs = {k: v for k, v in (("game", game), ("seed", seed)) if var or k in names}
+        kwargs.update(args)
     try:
-        agent = obj(game=game, seed=seed, **args)
+        agent = obj(**kwargs)
     except TypeError as exc:
         raise UnknownAgent(f"cannot create {spec!r}: {exc}") from None
     except Exception as exc:
@@ -114,8 +148,8 @@ def load_agent(spec: str, game, seed: int = 0, args: dict[str, Any] | None = Non
     elif how == "ckpt":
         from .neural import NeuralAgent
         try:
-            agent = NeuralAgent.load(spec[len("ckpt:"):], game=game, seed=seed, **args)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            agent = NeuralAgent.load(builtin.resolve(spec[len("ckpt:"):]), game=game, seed=seed, **args)
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:   # CheckpointError is a ValueError
             raise UnknownAgent(f"cannot load {spec!r}: {exc}") from None
     elif how == "entry_point":
         try:

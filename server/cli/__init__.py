@@ -52,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             parser.print_help()
             return EXIT_USAGE
+        from server.net.proc import command_start
+        command_start()   # temp folders of dead arena processes go; SIGTERM runs our cleanup
         return _commands()[args.command](args)
     except UsageError as exc:
         print(str(exc), file=sys.stderr)

@@ -4,6 +4,8 @@
     arena replay FILE [--match K]                    play a recorded match in a window
     arena replay FILE --frames DIR | --gif FILE      ... or draw it to PNG files / an animated GIF
     arena replay FILE --list | --verify              list the matches / replay all, compare outcomes
+    arena replay FILE --arena SPEC | --trust         ... a custom arena: the code named here (a file never
+                                                     chooses code to run), or the file's, trusted
     arena run ARENA ... --watch                      watch one of the matches being played
     arena run ARENA ... --record DIR                 record every counted match to DIR
 
@@ -58,6 +60,11 @@ def add_parsers(sub) -> None:
     r.add_argument("--list", action="store_true", help="list the recorded matches and their outcomes")
     r.add_argument("--verify", action="store_true",
                    help="replay every recorded match and check it ends exactly as recorded")
+    r.add_argument("--arena", metavar="SPEC",
+                   help="the arena to replay with (module:Class or path/to/file.py:Class): a recording of a custom "
+                        "arena replays only with the code you name here (or with --trust)")
+    r.add_argument("--trust", action="store_true",
+                   help="build the arena the file names even when it is not in the registry (runs that code)")
 
 
 def add_run_flags(parser) -> None:
@@ -105,7 +112,9 @@ def cmd_replay(args) -> int:
     from server.spectator.render import SpectatorUnavailable
 
     try:
-        recording = load(args.file)
+        recording = load(args.file, arena=args.arena, trust=args.trust)
+        if args.verify or args.frames or args.gif or not args.list:   # it will be played: may it?
+            recording.check_arena()
     except ReplayError as exc:
         raise UsageError(f"arena replay: {exc}") from None
     agents = ", ".join(recording.agents)

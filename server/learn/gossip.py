@@ -57,7 +57,7 @@ from typing import Callable, Protocol
 import numpy as np
 import zmq
 
-from server.net.endpoints import EndpointError, is_loopback
+from server.net.endpoints import EndpointError, bind as bind_socket, is_loopback, stop_authenticator
 from server.net.protocol import MAX_HEADER_BYTES, Message, ProtocolError, decode, encode
 
 #: seconds an initiator waits for ``params_ack``. The responder's gossip thread answers at once (a
@@ -188,10 +188,8 @@ class GossipNode:
         self.stats = GossipStats()
         self.results: list[Exchange] = []
         self.ctx = zmq.Context()
-        self._auth = None
-        self.router = self._socket(zmq.ROUTER, server=True)
-        self.router.bind(bind)
-        self.endpoint = self.router.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.router = self._socket(zmq.ROUTER)
+        self.endpoint = bind_socket(self.router, bind, keys_dir, "the gossip endpoint")
         self.peers: dict[str, _Peer] = {}
         self._seq = 0
         self._inflight: _InFlight | None = None
@@ -208,18 +206,14 @@ class GossipNode:
             self.connect_peers(peers)
 
     # -- sockets -------------------------------------------------------------------------------------
-    def _socket(self, kind: int, server: bool) -> zmq.Socket:
+    def _socket(self, kind: int, client: bool = False) -> zmq.Socket:
+        """A socket of the node; the ROUTER is made a CURVE server by ``bind``, a peer's DEALER a client here."""
         sock = self.ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_bytes)   # a peer that sends more is disconnected
-        if self.keys_dir is not None:
-            from server.net.endpoints import secure_client, secure_server, start_authenticator
-            if server:
-                if self._auth is None:
-                    self._auth = start_authenticator(self.ctx, self.keys_dir)
-                secure_server(sock, self.keys_dir)
-            else:
-                secure_client(sock, self.keys_dir)
+        if client and self.keys_dir is not None:
+            from server.net.endpoints import secure_client
+            secure_client(sock, self.keys_dir)
         return sock
 
     def connect_peers(self, peers: dict[str, str]) -> None:
@@ -235,7 +229,7 @@ class GossipNode:
 
     def _peer_socket(self, peer: _Peer) -> zmq.Socket:
         if peer.sock is None:
-            peer.sock = self._socket(zmq.DEALER, server=False)
+            peer.sock = self._socket(zmq.DEALER, client=True)
             peer.sock.connect(peer.endpoint)
         return peer.sock
 
@@ -283,8 +277,8 @@ class GossipNode:
             self._drop_socket(peer)
         for s in (self.router, self._ctl_in, self._ctl_out):
             s.close(linger=0)
-        if self._auth is not None:
-            self._auth.stop()
+        if self.keys_dir is not None:
+            stop_authenticator(self.ctx)
         self.ctx.term()
 
     # -- the gossip thread ---------------------------------------------------------------------------
@@ -312,12 +306,16 @@ class GossipNode:
                         self._finish(Exchange(None, False, "busy"))
                     else:
                         queued.append(cmd[1:].decode() or None)
-            if self.router in events:
-                self._serve_all()
-            if self._inflight is not None:
-                sock = self._inflight.peer.sock
-                if sock is not None and sock in events:
-                    self._collect(sock)
+            try:
+                if self.router in events:
+                    self._serve_all()
+                if self._inflight is not None:
+                    sock = self._inflight.peer.sock
+                    if sock is not None and sock in events:
+                        self._collect(sock)
+            except Exception as exc:     # a message that slipped past the checks costs a count, not the thread
+                self.stats.bad_messages += 1
+                self.log(f"gossip {self.name}: dropped a message that could not be used: {type(exc).__name__}: {exc}")
             if self._inflight is not None and time.monotonic() >= self._inflight.deadline:
                 self._timeout()
             while queued and self._inflight is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from server.net.protocol import ProtocolError, decode
+from server.net.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode
 
 from .gossip import consensus_distance
 
@@ -21,11 +21,16 @@ CSV_FIELDS = ["minutes", "learner", "version", "agent_steps", "agent_steps_per_s
 class Watcher:
     """Subscribes to the learners' PUB sockets: their stats and parameters (for the consensus distance)."""
 
-    def __init__(self, endpoints: dict[str, str]):
+    def __init__(self, endpoints: dict[str, str], keys_dir: str | None = None):
         self.ctx = zmq.Context()
         self.sub = self.ctx.socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"")
         self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.bad_messages = 0
+        if keys_dir:
+            from server.net.endpoints import secure_client
+            secure_client(self.sub, keys_dir)
         for ep in endpoints.values():
             self.sub.connect(ep)
         self.stats: dict[str, dict] = {}
@@ -46,6 +51,7 @@ class Watcher:
                 try:
                     msg = decode(frames)
                 except ProtocolError:
+                    self.bad_messages += 1
                     continue
                 name = str(msg.meta.get("learner", msg.sender))
                 self.heard[name] = time.monotonic()

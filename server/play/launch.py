@@ -1,25 +1,33 @@
 """``arena launch``'s processes: endpoints in a temporary folder (or on loopback tcp) and the policy workers."""
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
+import time
 
-from server.net.proc import child_env
+from server.net.proc import child_cmd, child_env, make_run_dir
+
+#: seconds ``close`` gives workers to leave after the server's bye, then again after SIGTERM
+EXIT_WAIT_S = 1.0
 
 
 class WorkerPool:
     """Endpoints for one game server and ``workers`` policy worker processes that connect to it.
 
     ``start()`` once the server is bound; ``close()`` waits for the workers (they exit when the server
-    says bye), stops the ones that do not, and removes the temporary folder."""
+    says bye), stops the ones that do not, and removes the temporary folder. The workers die with this
+    process (``server.net.child``), whatever kills it."""
 
-    def __init__(self, workers: int, transport: str = "ipc", agent_args: list[str] | None = None):
+    def __init__(self, workers: int, transport: str = "ipc", agent_args: list[str] | None = None,
+                 worker_flags: list[str] | None = None):
+        #: more flags for every worker (``--precision``, ``--device``, ...)
+        self.worker_flags = list(worker_flags or [])
         self.workers, self.agent_args = int(workers), list(agent_args or [])
-        self.tmp = tempfile.mkdtemp(prefix="arena-launch-")
+        self.tmp = make_run_dir("launch")
         if transport == "ipc":
             self.bind, self.stats_bind = f"ipc://{self.tmp}/server", f"ipc://{self.tmp}/stats"
         else:
@@ -31,24 +39,41 @@ class WorkerPool:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, server=None) -> None:
+        """Start the workers for ``server`` (a bound ``GameServer``): they serve the agents it plays, named
+        on their command line as a worker requires (file agents run isolated there too)."""
         env = child_env()
+        extra = []
+        if server is not None:
+            extra += ["--agents", ",".join(server.agent_names)]
+            if ":" in server.arena:   # a custom arena: a worker builds only those named on its command line
+                extra += ["--arena", server.arena]
+        for a in self.agent_args:
+            extra += ["--agent-arg", a]
+        extra += self.worker_flags
         for _ in range(self.workers):
-            cmd = [sys.executable, "-m", "server.cli", "worker", "--connect", self.bind, "--exit-when-done", "--quiet"]
-            for a in self.agent_args:
-                cmd += ["--agent-arg", a]
-            self.procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+            cmd = [sys.executable, "-m", "server.cli", "worker", "--connect", self.bind, "--exit-when-done",
+                   "--quiet", *extra]
+            self.procs.append(subprocess.Popen(child_cmd(cmd), env=env, stdin=subprocess.DEVNULL,
                                                start_new_session=True))  # Ctrl-C reaches us; we stop them
 
+    def _wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+
     def close(self) -> None:
-        for p in self.procs:
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                p.send_signal(signal.SIGTERM)
-        for p in self.procs:
-            try:
-                p.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        self._wait(EXIT_WAIT_S)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            alive = [p for p in self.procs if p.poll() is None]
+            if not alive:
+                break
+            for p in alive:   # its process group (isolated agents it started die with it: PDEATHSIG)
+                try:
+                    os.killpg(p.pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    p.send_signal(sig)
+            self._wait(EXIT_WAIT_S if sig == signal.SIGTERM else 5.0)
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -44,9 +44,10 @@ def make_game(arena: str, matches: int, options: dict):
 
 def make_agents(specs: list[str], names: list[str], game, arena: str, options: dict, seed: int = 0,
                 agent_args: list[str] | None = None, trust: bool = False, isolate: bool = False,
-                timeout: float = 5.0) -> list:
+                timeout: float = 5.0, memory: int | None = None) -> list:
     """Load every agent; file agents (unless ``trust``) and, with ``isolate``, every custom agent get a
-    process of their own (``server.play.isolated``)."""
+    confined process of their own (``server.play.isolated``) with an address space of ``memory`` bytes
+    (default ``sandbox.DEFAULT_MEMORY``)."""
     from agents.loader import kind, load_agent, split_agent_args
     from agents.registry import UnknownAgent
 
@@ -60,7 +61,9 @@ def make_agents(specs: list[str], names: list[str], game, arena: str, options: d
             how = kind(spec)
             if (how == "file" and not trust) or (isolate and how in ("file", "module", "entry_point")):
                 from .isolated import IsolatedAgent
-                agent = IsolatedAgent(spec, arena, options, seed=seed, args=per_agent[name], timeout=timeout)
+                from .sandbox import DEFAULT_MEMORY
+                agent = IsolatedAgent(spec, arena, options, seed=seed, args=per_agent[name], timeout=timeout,
+                                      memory=memory or DEFAULT_MEMORY)
             else:
                 agent = load_agent(spec, game, seed=seed, args=per_agent[name])
             agent.name = name
@@ -72,18 +75,34 @@ def make_agents(specs: list[str], names: list[str], game, arena: str, options: d
     return out
 
 
-def warm_up(agents: list, warm_game) -> None:
-    """One act() per agent on a one-match game, so JIT compiles happen before the clock starts."""
-    from agents.check import AgentFault
+def warm_up(agents: list, game, seed: int = 0) -> None:
+    """Compile (or load from numba's cache) everything the timed play runs, on the run's own game, so the
+    clock starts on play: the engine's step and slot-reset kernels (two steps of random play and one
+    slot reset; a game may choose its kernels by size, as connect4 does below 256 matches, so a smaller
+    copy would compile the wrong ones), then one ``act`` per agent on the whole first position (every
+    active row, the batch size play will use). The game is reset with ``seed`` afterwards: play starts
+    exactly as without the warm-up."""
+    import numpy as np
 
-    rows = warm_game.active.reshape(-1)
-    obs = warm_game.obs.reshape((-1,) + warm_game.obs_shape)[rows]
-    mask = warm_game.action_mask.reshape(rows.size, -1)[rows]
+    from agents.check import AgentFault
+    from agents.registry import make_agent
+
+    from .match import MatchRunner
+
+    engine = MatchRunner(game, [make_agent("random", game)])
+    engine.reset(seed)
+    engine.play(steps=2)
+    game.reset_matches(np.zeros(1, dtype=np.int64))
+    game.reset(seed=seed)
+    rows = game.active.reshape(-1)
+    obs = game.obs.reshape((-1,) + game.obs_shape)[rows]
+    mask = game.action_mask.reshape(rows.size, -1)[rows]
     for agent in agents:
         try:
             agent.act(obs, mask)
         except (Exception, AgentFault):
             pass  # faults are the run's business: they show up there, with the forfeits
+    game.reset(seed=seed)
 
 
 def check_agents(names: list[str], arena: str, options: dict) -> None:
@@ -106,12 +125,14 @@ def check_agents(names: list[str], arena: str, options: dict) -> None:
 
 def format_table(summary: dict, stat_names: Sequence[str]) -> str:
     """The results table of a run's ``summary`` (``MatchRunner.summary`` / ``GameServer.summary``)."""
-    cols = ["agent", "wins", "losses", "draws", "win %"] + list(stat_names)
+    # a "forfeits" column (losses by forfeit, part of "losses") when any agent forfeited a counted game
+    forfeits = any(r.get("forfeits", 0) for r in summary["results"].values())
+    cols = ["agent", "wins", "losses"] + (["forfeits"] if forfeits else []) + ["draws", "win %"] + list(stat_names)
     rows = []
     for name, r in summary["results"].items():
         games = max(r["games"], 1)
-        rows.append([name, r["wins"], r["losses"], r["draws"], f"{100 * r['wins'] / games:.1f}"]
-                    + [r.get(s, 0) for s in stat_names])
+        rows.append([name, r["wins"], r["losses"]] + ([r.get("forfeits", 0)] if forfeits else [])
+                    + [r["draws"], f"{100 * r['wins'] / games:.1f}"] + [_stat(r.get(s, 0)) for s in stat_names])
     widths = [max(len(str(c)), *(len(str(row[i])) for row in rows)) for i, c in enumerate(cols)]
     line = lambda vals: "  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(vals, widths)))
     out = [line(cols), line(["-" * w for w in widths])] + [line(r) for r in rows]
@@ -126,3 +147,11 @@ def format_table(summary: dict, stat_names: Sequence[str]) -> str:
                f"= {summary['agent_steps_per_s']:,.0f} agent-steps/s "
                f"(agents included; compile/cache load {summary['compile_seconds']:.2f} s apart)")
     return "\n".join(out)
+
+
+def _stat(value):
+    """A statistic for the table: whole numbers as they are, others to one decimal."""
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return int(value) if isinstance(value, float) else value
+

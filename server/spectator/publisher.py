@@ -42,7 +42,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from server.net.protocol import MAX_ARRAYS, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
+from server.net.protocol import MAX_FRAMES, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
 from server.spectator.replay import one_thread
 
 #: messages queued per spectator before more are dropped (a few: each holds up to MAX_BATCH positions)
@@ -182,9 +182,9 @@ class FramePublisher:
 
     def __init__(self, endpoint: str, arena: str, runners: list, ctx: zmq.Context | None = None,
                  keys_dir: str | None = None, sndhwm: int = SNDHWM):
-        from server.net.endpoints import is_loopback
+        from server.net.endpoints import bind, is_loopback
 
-        if not keys_dir and not is_loopback(endpoint):
+        if not keys_dir and not is_loopback(endpoint):     # before any work (bind says it again)
             raise ValueError(f"binding spectators to {endpoint} (not loopback) needs CURVE keys (--keys DIR)")
         self.arena, self.runners = arena, list(runners)
         self.sizes = [r.game.num_matches for r in self.runners]
@@ -194,11 +194,7 @@ class FramePublisher:
         self.sock.setsockopt(zmq.SNDHWM, int(sndhwm))
         self.sock.setsockopt(zmq.XPUB_VERBOSE, 1)     # every subscribe to hello/ is seen, so each gets one
         self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)
-        if keys_dir:
-            from server.net.endpoints import secure_server
-            secure_server(self.sock, keys_dir)
-        self.sock.bind(endpoint)
-        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT) or endpoint
+        self.endpoint = bind(self.sock, endpoint, keys_dir, "spectators (--spectate-bind)")
         self.views: list[dict[int, SlotView]] = [{} for _ in self.runners]
         self._flush_by: dict[tuple[int, int], float] = {}   # (group, slot) -> when its positions go out
         self._watched = False
@@ -392,7 +388,7 @@ def unpack(blob) -> tuple[bytes, Message]:
     if not sep or len(topic) > 64:
         raise ProtocolError("a spectator message starts with a topic and a NUL byte")
     try:
-        frames = msgpack.unpackb(body, raw=False, strict_map_key=True, max_array_len=MAX_ARRAYS + 1)
+        frames = msgpack.unpackb(body, raw=False, strict_map_key=True, max_array_len=MAX_FRAMES)
     except Exception as exc:   # msgpack raises several types for garbage; all mean the same here
         raise ProtocolError(f"spectator message body is not valid msgpack: {type(exc).__name__}") from None
     if not isinstance(frames, list) or not all(isinstance(f, bytes) for f in frames):

@@ -10,7 +10,8 @@ is ever unpickled) holding M matches::
 
     header      uint8    UTF-8 JSON: format, version, arena, options (all of them, defaults included),
                          agents (names), seed, num_agents, num_teams, num_actions, stat_names
-    actions     (sum T, A) int8 (int16/int32 for more actions): every match's actions, one after another
+    actions     (sum T, A) int8 (int16/int32 for more actions): every match's actions, one after another;
+                (sum T, A, K) float32 for continuous actions (header ``action_shape`` [K])
     offsets     (M + 1,) int64: match i's actions are rows offsets[i]:offsets[i + 1]
     match_rng   (M,) uint64: the RNG state match i started from
     slot        (M,) int32: the batch slot it was played in
@@ -21,6 +22,13 @@ is ever unpickled) holding M matches::
     stats       (M, num_teams, K) float32: the arena's per-team episode statistics (0 for forfeits)
 
 ``load`` validates all of it (a foreign or damaged file is one ``ReplayError`` saying what is wrong).
+
+A file is data and never chooses code to run: the arena its header names is built only when it is in
+the registry (built-in arenas and installed entry points). A recording of a custom arena
+(``module:Class`` or ``path/to/file.py:Class``) replays only when the user names the code on the
+command line, ``arena replay FILE --arena SPEC`` (``load(path, arena=SPEC)``), or says they trust the
+file, ``--trust``; otherwise ``Recording.new_game`` raises ``ReplayError`` naming both ways.
+
 Replaying match i: ``game = spec.game(num_matches=1, auto_reset=False, **options)``,
 ``game.rng_states[0] = match_rng[i]``, ``game.reset_matches([0])``, then step the recorded actions;
 ``verify`` checks every match's winner, length and statistics against the recording. A forfeited
@@ -45,7 +53,7 @@ VERSION = 1
 SUFFIX = ".npz"
 ARRAYS = {  # name -> (allowed dtypes, ndim)
     "header": (("uint8",), 1),
-    "actions": (("int8", "int16", "int32"), 2),
+    "actions": (("int8", "int16", "int32", "float32"), (2, 3)),
     "offsets": (("int64",), 1),
     "match_rng": (("uint64",), 1),
     "slot": (("int32",), 1),
@@ -63,7 +71,9 @@ class ReplayError(ValueError):
     """A file that is not a valid recording, or a match that does not replay as recorded."""
 
 
-def action_dtype(num_actions: int) -> np.dtype:
+def action_dtype(num_actions: int, continuous: bool = False) -> np.dtype:
+    if continuous:
+        return np.dtype(np.float32)
     return np.dtype(np.int8 if num_actions <= 127 else np.int16 if num_actions <= 32767 else np.int32)
 
 
@@ -90,10 +100,28 @@ class Recording:
 
     header: dict
     arrays: dict[str, np.ndarray]
+    #: the arena to build, named by the user (``--arena``); None: the header's, if the registry has it
+    arena_spec: str | None = None
+    #: build the header's arena even when it is not in the registry (``--trust``)
+    trust: bool = False
 
     @property
     def arena(self) -> str:
         return self.header["arena"]
+
+    def check_arena(self) -> None:
+        """Raise ``ReplayError`` when this recording's arena may not be built (before any work)."""
+        _allowed(self.arena_spec or self.arena, self.trust or self.arena_spec is not None)
+
+    def new_game(self):
+        """A one-match game to replay this recording on (see the module docstring for which code)."""
+        game = new_game(self.arena_spec or self.arena, self.options, trust=self.trust or self.arena_spec is not None)
+        h = self.header
+        if (game.num_agents, game.num_teams, game.num_actions) != (h["num_agents"], h["num_teams"], h["num_actions"]):
+            raise ReplayError(f"cannot replay: the recording has {h['num_agents']} agents, {h['num_teams']} teams and "
+                              f"{h['num_actions']} actions, the arena {game.num_agents}, {game.num_teams} and "
+                              f"{game.num_actions}")
+        return game
 
     @property
     def options(self) -> dict:
@@ -141,8 +169,10 @@ class Recording:
         return path
 
 
-def load(path: str | Path) -> Recording:
-    """Read and validate a recording; any problem is a ``ReplayError`` naming the file and the fault."""
+def load(path: str | Path, arena: str | None = None, trust: bool = False) -> Recording:
+    """Read and validate a recording; any problem is a ``ReplayError`` naming the file and the fault.
+    ``arena``: the arena spec to replay with (the user's choice of code); ``trust``: build the arena the
+    header names even outside the registry."""
     path = Path(path)
 
     def bad(why: str) -> ReplayError:
@@ -166,7 +196,7 @@ def load(path: str | Path) -> Recording:
         raise bad(f"{type(exc).__name__}: {exc}") from None
     for name, (dtypes, ndim) in ARRAYS.items():
         arr = arrays[name]
-        if arr.dtype.name not in dtypes or arr.ndim != ndim:
+        if arr.dtype.name not in dtypes or arr.ndim not in (ndim if isinstance(ndim, tuple) else (ndim,)):
             raise bad(f"array {name!r} is {arr.dtype}{list(arr.shape)}, expected {ndim}-d {'/'.join(dtypes)}")
     raw = arrays.pop("header")
     if raw.size > MAX_HEADER_BYTES:
@@ -181,7 +211,7 @@ def load(path: str | Path) -> Recording:
         raise bad(f"format version {header.get('version')!r}, this arena reads version {VERSION}")
     _check_header(header, bad)
     _check_arrays(header, arrays, bad)
-    return Recording(header, arrays)
+    return Recording(header, arrays, arena_spec=arena, trust=trust)
 
 
 def _check_header(h: dict, bad: Callable[[str], ReplayError]) -> None:
@@ -211,6 +241,10 @@ def _check_arrays(h: dict, a: dict[str, np.ndarray], bad: Callable[[str], Replay
         raise bad(f"array 'stats' has shape {a['stats'].shape}")
     if a["actions"].shape[1] != h["num_agents"]:
         raise bad(f"actions have {a['actions'].shape[1]} columns for {h['num_agents']} agents")
+    shape = h.get("action_shape", [])
+    if not isinstance(shape, list) or len(shape) > 1 or not all(isinstance(d, int) and 0 < d <= 1024 for d in shape) \
+            or tuple(a["actions"].shape[2:]) != tuple(shape) or (a["actions"].dtype == np.float32) != bool(shape):
+        raise bad(f"actions of shape {a['actions'].shape} and dtype {a['actions'].dtype} do not fit action_shape {shape}")
     off = a["offsets"]
     if off[0] != 0 or off[-1] != a["actions"].shape[0] or (np.diff(off) < 0).any():
         raise bad("offsets do not index the actions")
@@ -242,10 +276,12 @@ class Recorder:
             "options": _jsonable(dict(game.options)),      # all of them, defaults included
             "agents": list(runner.names), "seed": seed, "num_agents": a, "num_teams": game.num_teams,
             "num_actions": game.num_actions, "stat_names": list(game.stat_names),
+            "action_shape": list(game.action_shape),
             "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         horizon = int(game.options.get("max_steps", 63)) + 1     # a first guess; grown when exceeded
-        self._buf = np.zeros((n, horizon, a), dtype=action_dtype(game.num_actions))
+        self._buf = np.zeros((n, horizon, a) + tuple(game.action_shape),
+                             dtype=action_dtype(game.num_actions, game.continuous_actions))
         self._pos = np.zeros(n, dtype=np.int64)
         self._rows = np.arange(n)
         self._start_rng = game.match_rng.copy()
@@ -256,7 +292,7 @@ class Recorder:
     def on_step(self, runner, new_games: int = 0) -> None:
         game = self.runner.game
         if self._pos.max() >= self._buf.shape[1]:
-            grown = np.zeros((self._buf.shape[0], 2 * self._buf.shape[1], self._buf.shape[2]), self._buf.dtype)
+            grown = np.zeros((self._buf.shape[0], 2 * self._buf.shape[1]) + self._buf.shape[2:], self._buf.dtype)
             grown[:, : self._buf.shape[1]] = self._buf
             self._buf = grown
         self._buf[self._rows, self._pos] = game.actions
@@ -291,7 +327,7 @@ class Recorder:
         actions, rng, slot, team_agent, winner, length, forfeit, stats = cols
         lengths = np.asarray(length, dtype=np.int64)
         arrays = {
-            "actions": np.concatenate(actions) if m else np.zeros((0, game.num_agents), self._buf.dtype),
+            "actions": np.concatenate(actions) if m else np.zeros((0,) + self._buf.shape[2:], self._buf.dtype),
             "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             "match_rng": np.asarray(rng, dtype=np.uint64).reshape(m),
             "slot": np.asarray(slot, dtype=np.int32).reshape(m),
@@ -327,10 +363,21 @@ class Outcome:
     final: dict            # the final snapshot
 
 
-def new_game(arena: str, options: dict):
-    """A one-match game of ``arena`` without auto-reset, for replays."""
+def _allowed(arena: str, trust: bool) -> None:
     import arenas
 
+    if not trust and arena not in arenas.names():
+        raise ReplayError(f"the recording names arena {arena!r}, which is not in the registry "
+                          f"({', '.join(arenas.names())}); a file does not choose code to run: name the arena "
+                          f"yourself with --arena SPEC, or pass --trust if you trust this file")
+
+
+def new_game(arena: str, options: dict, trust: bool = False):
+    """A one-match game of ``arena`` without auto-reset, for replays. Without ``trust`` only a registry
+    arena (built-in or installed entry point) is built: a name that would import code is refused."""
+    import arenas
+
+    _allowed(arena, trust)
     try:
         spec = arenas.get(arena)
     except arenas.UnknownArena as exc:
@@ -370,7 +417,7 @@ def _replay(match: MatchRecord, game, on_frame) -> Outcome:
     game.reset_matches([0])
     if on_frame is not None:
         on_frame(game.snapshot(0), 0)
-    row = np.zeros((1, game.num_agents), dtype=np.int64)
+    row = np.zeros_like(game.actions[:1])
     winner, length, stats = None, None, np.zeros_like(game.episode_stats[0])
     for t, actions in enumerate(match.actions, start=1):
         row[0] = actions
@@ -389,7 +436,7 @@ def _replay(match: MatchRecord, game, on_frame) -> Outcome:
 def verify(recording: Recording) -> list[str]:
     """Replay every match; returns one line per match whose outcome differs (empty: all identical)."""
     problems = []
-    game = new_game(recording.arena, recording.options) if len(recording) else None
+    game = recording.new_game() if len(recording) else None
     for i, match in enumerate(recording):
         got = replay(match, game)
         if (got.winner, got.length) != (match.winner, match.length) or not np.array_equal(got.stats, match.stats):

@@ -224,10 +224,10 @@ class LiveWatch:
 # -- arena replay ---------------------------------------------------------------------------------------------
 def play_recording(recording, index: int = 0, window: Window | None = None) -> None:
     """Play recorded match ``index`` in a window; n/p move between the file's matches."""
-    from server.spectator.replay import new_game, replay
+    from server.spectator.replay import replay
 
+    game = recording.new_game()      # first: a recording that may not choose its code opens no window
     window = window or Window(recording.arena, title=f"arena replay: {recording.arena}")
-    game = new_game(recording.arena, recording.options)
     index %= len(recording)
     try:
         while not window.closed:

@@ -1,4 +1,4 @@
-"""Neural policies: one forward pass per batch, saved as safetensors + JSON, loaded by ``ckpt:``."""
+"""Neural policies: one forward pass per batch, saved as a checkpoint folder (safetensors + JSON), loaded by ``ckpt:``."""
 import json
 import os
 import subprocess
@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import arenas
+from agents import checkpoint as ckpt
 from agents.check import check_agent
 from agents.neural import NeuralAgent, PolicyNet
 
@@ -37,8 +38,8 @@ def test_save_load_round_trip_gives_the_same_actions(tmp_path):
     game = arenas.make("battle", num_matches=4, seed=0)
     agent = NeuralAgent(game, seed=3, arch="conv", hidden=32, device="cpu", greedy=True)
     path = agent.save(tmp_path / "pol")
-    assert path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
-    meta = json.loads(path.with_suffix(".json").read_text())
+    assert path == tmp_path / "pol" and (path / "checkpoint.json").is_file()
+    meta = json.loads((ckpt.latest(path) / "policy.json").read_text())
     assert meta["arena"] == "battle" and meta["obs_shape"] == list(game.obs_shape) and meta["arch"] == "conv"
     again = NeuralAgent.load(path, game=game, greedy=True, device="cpu")
     obs = game.obs.reshape((-1,) + game.obs_shape)
@@ -53,9 +54,22 @@ def test_load_refuses_a_policy_for_another_arena_or_shape(tmp_path):
     path = NeuralAgent(c4, device="cpu").save(tmp_path / "c4")
     with pytest.raises(ValueError, match="made for arena 'connect4'"):
         NeuralAgent.load(path, game=arenas.make("battle", num_matches=1, seed=0))
-    path.with_suffix(".json").write_text(json.dumps({"format": "pickle"}))
+    # the single files of an earlier run, with metadata that is not ours
+    folder = ckpt.latest(path)
+    (tmp_path / "old.safetensors").write_bytes((folder / "policy.safetensors").read_bytes())
+    (tmp_path / "old.json").write_text(json.dumps({"format": "pickle"}))
     with pytest.raises(ValueError, match="not arena-policy metadata"):
-        NeuralAgent.load(path, game=c4)
+        NeuralAgent.load(tmp_path / "old", game=c4)
+
+
+def test_a_conv_policy_reloads_with_the_channels_it_was_saved_with(tmp_path):
+    battle = arenas.make("battle", num_matches=2, seed=0)
+    net = PolicyNet(battle.obs_shape, battle.num_actions, arch="conv", hidden=16, channels=8)
+    agent = NeuralAgent(battle, net=net, device="cpu")          # channels not repeated: read from the net
+    again = NeuralAgent.load(agent.save(tmp_path / "conv"), game=battle, device="cpu")
+    assert again.metadata()["channels"] == 8
+    for k, v in agent.net.state_dict().items():
+        assert torch.equal(v, again.net.state_dict()[k])
 
 
 def test_ckpt_agents_from_the_cli(tmp_path):
@@ -64,12 +78,12 @@ def test_ckpt_agents_from_the_cli(tmp_path):
                                     capture_output=True, text=True, timeout=240)
     p = run("init-policy", "connect4", "--arch", "conv", "--out", str(tmp_path / "p"))
     assert p.returncode == 0, p.stderr
-    assert f"ckpt:{tmp_path / 'p.safetensors'}" in p.stdout
-    p = run("run", "connect4", "--matches", "64", "--agents", f"ckpt:{tmp_path / 'p.safetensors'},random", "--json")
+    assert f"ckpt:{tmp_path / 'p'}," in p.stdout and (tmp_path / "p" / "checkpoint.json").is_file()
+    p = run("run", "connect4", "--matches", "64", "--agents", f"ckpt:{tmp_path / 'p'},random", "--json")
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout.strip().splitlines()[-1])
-    assert s["results"][f"ckpt:{tmp_path / 'p.safetensors'}"]["games"] == 64
-    p = run("run", "battle", "--agents", f"ckpt:{tmp_path / 'p.safetensors'},random")
+    assert s["results"][f"ckpt:{tmp_path / 'p'}"]["games"] == 64
+    p = run("run", "battle", "--agents", f"ckpt:{tmp_path / 'p'},random")
     assert p.returncode == 2 and "made for arena 'connect4'" in p.stderr
 
 

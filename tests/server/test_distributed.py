@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 
 import msgpack
-import numpy as np
-import pytest
 import zmq
 import zmq.auth
 
@@ -34,9 +32,20 @@ def start_server(tmp_path, *extra, matches=24, steps=60, agents=f"{SLOW},{SLOW}"
     return proc, bind, out
 
 
-def start_worker(bind, *extra):
-    return subprocess.Popen(cli("worker", "--connect", bind, "--exit-when-done", *extra), env=ENV, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def start_worker(bind, *extra, slow=True):
+    """A worker; with ``slow`` it serves the test's file agent, named on its command line (a server
+    never makes a worker load code) and trusted (in-process: its ``reseed`` keeps re-sent batches
+    reproducible)."""
+    agents = ("--agents", f"{SLOW},random,greedy", "--trust") if slow else ()
+    return subprocess.Popen(cli("worker", "--connect", bind, "--exit-when-done", *agents, *extra), env=ENV,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_serving(*workers):
+    """Until each worker says it serves (its first log line; it loads its agents first)."""
+    for w in workers:
+        line = w.stderr.readline()
+        assert "serving" in line, line
 
 
 def finish(proc, timeout=120):
@@ -79,7 +88,8 @@ def test_a_killed_worker_is_noticed_and_its_batch_resent(tmp_path):
     proc, bind, out = start_server(tmp_path)
     wait_ready(tmp_path)
     a, b = start_worker(bind), start_worker(bind)
-    time.sleep(2.5)                      # both serving, batches in flight (each act sleeps 20 ms)
+    wait_serving(a, b)
+    time.sleep(1.0)                      # both serving, batches in flight (each act sleeps 20 ms)
     a.send_signal(signal.SIGKILL)
     summary, err = finish(proc)
     b.wait(timeout=30)
@@ -100,7 +110,8 @@ def test_a_stopped_worker_is_replaced_and_its_late_replies_dropped(tmp_path):
     proc, bind, out = start_server(tmp_path, steps=90)
     wait_ready(tmp_path)
     a, b = start_worker(bind), start_worker(bind)
-    time.sleep(2.5)
+    wait_serving(a, b)
+    time.sleep(1.0)
     a.send_signal(signal.SIGSTOP)
     time.sleep(2.5)                      # well past the 1 s liveness: the server gave up on it
     a.send_signal(signal.SIGCONT)        # it wakes up and answers what it held: too late
@@ -128,15 +139,16 @@ def test_bad_messages_are_rejected_counted_and_a_valid_client_still_served(tmp_p
     evil.setsockopt(zmq.LINGER, 0)
     evil.connect(bind)
     good_header = msgpack.packb({"magic": MAGIC, "v": VERSION, "type": "actions", "seq": 1, "from": "x",
-                                 "pv": 0, "meta": {}, "arrays": [["actions", "int64", [4]]]})
+                                 "pv": 0, "meta": {}, "arrays": [["actions", "int64", [4], 0]]})
     bad = [
         [b"\x00garbage"],                                                       # not msgpack
         [msgpack.packb({"magic": MAGIC, "v": VERSION + 9, "type": "hello"})],    # wrong version
         [good_header, b"\x00" * 7],                                             # truncated frame
         [good_header],                                                          # missing frame
         [msgpack.packb({"magic": MAGIC, "v": VERSION, "type": "act", "seq": 1, "from": "x", "pv": 0,
-                        "meta": {}, "arrays": [["o", "object", [1]]]}), b"\x00" * 8],   # object dtype
+                        "meta": {}, "arrays": [["o", "object", [1], 0]]}), b"\x00" * 8],   # object dtype
         [b"\x00" * (70 * 1024)],                                                # oversized header
+        [good_header, b"\x00" * 32, b"\x00" * 32],                               # a third frame
     ]
     for _ in range(50):
         for frames in bad:
@@ -153,7 +165,7 @@ def test_bad_messages_are_rejected_counted_and_a_valid_client_still_served(tmp_p
             assert msg.type == "stats" and "agent_steps_per_s" in msg.meta
             seen = msg.meta["bad_messages"]
     assert seen == 50 * len(bad)
-    w = start_worker(bind)
+    w = start_worker(bind, slow=False)
     summary, _ = finish(proc)
     w.wait(timeout=30)
     assert summary["server"]["bad_messages"] == 50 * len(bad)
@@ -213,7 +225,7 @@ def test_one_worker_serves_two_servers(tmp_path):
                           text=True)
     wait_ready(a_dir)
     wait_ready(b_dir)
-    w = start_worker(bind_a, "--connect", f"ipc://{b_dir}/server")
+    w = start_worker(bind_a, "--connect", f"ipc://{b_dir}/server", slow=False)   # built-ins: no --agents needed
     sa, _ = finish(pa)
     sb, _ = finish(pb)
     assert w.wait(timeout=30) == 0, "the worker leaves once both servers said bye"
@@ -240,7 +252,7 @@ def test_ctrl_c_stops_launch_and_its_workers_with_the_summary_so_far(tmp_path):
     while len(_workers_of(LAUNCH_TAG)) < 2:
         assert time.monotonic() < deadline and p.poll() is None, "launch never started its workers"
         time.sleep(0.2)
-    time.sleep(2.0)
+    _wait_for_steps(p.pid, deadline + 60)
     p.send_signal(signal.SIGINT)   # what Ctrl-C sends
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
@@ -251,3 +263,29 @@ def test_ctrl_c_stops_launch_and_its_workers_with_the_summary_so_far(tmp_path):
     while _workers_of(LAUNCH_TAG) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _workers_of(LAUNCH_TAG), "a worker outlived launch"
+
+
+def _wait_for_steps(pid: int, deadline: float) -> None:
+    """Until the launched server's statistics (its ipc PUB in its run folder) show played steps."""
+    import glob
+    import tempfile
+
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    try:
+        while not (found := glob.glob(os.path.join(tempfile.gettempdir(), f"arena-launch-{pid}-*", "stats"))):
+            assert time.monotonic() < deadline, "no stats endpoint of the launched server"
+            time.sleep(0.1)
+        sub.connect(f"ipc://{found[0]}")
+        while time.monotonic() < deadline:
+            if sub.poll(500):
+                meta = decode(sub.recv_multipart()).meta
+                if meta.get("agent_steps", 0) > 0:
+                    return
+        raise AssertionError("the launched server played no step")
+    finally:
+        sub.close(0)
+        ctx.term()
+

@@ -22,7 +22,8 @@ def _record(arena, slots, games=None, seed=5, auto_reset=True, names=("greedy", 
     return runner, rec
 
 
-@pytest.mark.parametrize("arena, options", [("connect4", {}), ("battle", {}), ("battle", SMALL_BATTLE)])
+@pytest.mark.parametrize("arena, options", [("connect4", {}), ("battle", {}), ("battle", SMALL_BATTLE), ("tag", {}),
+                                             ("tag", {"continuous_actions": True})])
 def test_100_recorded_matches_replay_exactly(arena, options, tmp_path):
     # 40 slots for 100 games: most slots play several matches, so restarts inside a run are recorded too
     runner, rec = _record(arena, 40, games=100, **options)
@@ -37,6 +38,10 @@ def test_100_recorded_matches_replay_exactly(arena, options, tmp_path):
     assert len(winners) > 1 or arena == "connect4", "a varied sample of outcomes"
     if arena == "battle":
         assert any(m.stats.sum() > 0 for m in recording), "kills and survivors are recorded and compared"
+    if options.get("continuous_actions"):           # float actions, kept exactly (float32, (T, A, 5))
+        m = recording.match(0)
+        assert m.actions.dtype == np.float32 and m.actions.shape[1:] == (runner.game.num_agents, 5)
+        assert recording.header["action_shape"] == [5]
 
 
 @pytest.mark.parametrize("arena, options", [("connect4", {}), ("battle", SMALL_BATTLE), ("battle", {})])
