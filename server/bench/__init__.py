@@ -7,9 +7,15 @@ agent in battle). Each figure is measured at 1 thread and at all threads; the fi
 cache-load time is reported apart.
 
 Peers, measured in the same run:
-- connect4: PettingZoo's ``connect_four_v3`` through its AEC API with random legal moves.
-- battle:   MPE ``simple_tag_v3`` (package ``mpe2``, or ``pettingzoo.mpe`` where the installed
-  PettingZoo still has it) as a Parallel env, random actions pre-drawn, per agent-step.
+- tag:      MPE ``simple_tag_v3`` (package ``mpe2``, or ``pettingzoo.mpe`` where the installed
+  PettingZoo still has it) as a Parallel env, random actions pre-drawn, per agent-step: the same game
+  (``arenas.tag`` is checked step for step against it), so this ratio is like for like. Printed first.
+- connect4: PettingZoo's ``connect_four_v3`` through its AEC API with random legal moves (the same game).
+- battle:   the same MPE ``simple_tag_v3`` run, for scale only: a different game (a 32x32 grid, 16 agents,
+  7x7x4 observations against 4 agents in a continuous world with 16-float observations).
+
+``server.bench.policy`` holds ``arena bench --policy``: how fast a policy decides per precision, mode
+and batch size, and what compression costs in play.
 """
 from __future__ import annotations
 
@@ -130,7 +136,9 @@ def peer_battle(seconds: float, seed: int = 0) -> dict | None:
             "agent_steps_per_s": agent_steps / elapsed}
 
 
-PEERS = {"connect4": peer_connect4, "battle": peer_battle}
+PEERS = {"connect4": peer_connect4, "battle": peer_battle, "tag": peer_battle}
+#: the arenas whose peer is the same game (the others' ratio compares different games)
+SAME_GAME = {"connect4", "tag"}
 
 
 def bench_arena(name: str, matches: int, seconds: float, out: IO | None = None) -> dict:
@@ -155,7 +163,7 @@ def bench_arena(name: str, matches: int, seconds: float, out: IO | None = None) 
     peer_fn = PEERS.get(name)
     peer = peer_fn(seconds) if peer_fn else None
     if peer is None:
-        say("  peer: none installed (pip install mpe2)" if name == "battle" else "  peer: none")
+        say("  peer: none installed (pip install mpe2)" if name in ("battle", "tag") else "  peer: none")
         return fig
     # connect4 compares moves (one per match-step); battle compares agent-steps
     key = "steps_per_s" if name == "connect4" else "agent_steps_per_s"
@@ -166,13 +174,20 @@ def bench_arena(name: str, matches: int, seconds: float, out: IO | None = None) 
         "ratio": round(fig[key] / peer[key], 1),
     })
     unit = "moves/s" if name == "connect4" else "agent-steps/s"
+    fig["same_game"] = name in SAME_GAME
     say(f"  peer {peer['name']}: {peer[key]:>12,.0f} {unit}")
-    say(f"  ratio (engine at {all_threads} threads / peer): {fig['ratio']:,.0f}x")
+    if fig["same_game"]:
+        say(f"  ratio (engine at {all_threads} threads / peer), the same game: {fig['ratio']:,.0f}x")
+    else:
+        say(f"  ratio (engine at {all_threads} threads / peer): {fig['ratio']:,.0f}x -- NOT the same game "
+            f"(a {name} match against MPE simple_tag), for scale only; 'tag' is the like-for-like figure")
     return fig
 
 
 def run_bench(names: list[str], matches: int = 4096, seconds: float = 2.0, out: IO | None = None) -> dict:
-    return {name: bench_arena(name, matches, seconds, out) for name in names}
+    """Every arena of ``names``, the like-for-like comparisons (``SAME_GAME``, tag first) before the others."""
+    order = sorted(names, key=lambda n: (n != "tag", n not in SAME_GAME, names.index(n)))
+    return {name: bench_arena(name, matches, seconds, out) for name in order}
 
 
 # -- the distributed figures (arena bench --distributed) ------------------------------------------
@@ -230,6 +245,10 @@ def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, age
     ratio = dist["agent_steps_per_s"] / local["agent_steps_per_s"]
     say(f"  arena launch ({workers} worker(s), zmq ipc)  : {dist['agent_steps_per_s']:>14,.0f} agent-steps/s"
         f"  = {100 * ratio:.0f}% of arena run")
+    srv = dist.get("server", {})
+    if "step_latency_p50_ms" in srv:
+        say(f"  launch step latency (requests out to last reply in): p50 {srv['step_latency_p50_ms']:.2f} ms, "
+            f"p99 {srv['step_latency_p99_ms']:.2f} ms")
     codec = protocol_cost(matches)
     say(f"  protocol encode+decode of a {codec['batch_bytes'] / 1e6:.1f} MB observation batch: "
         f"{codec['codec_s'] * 1e6:.0f} us = {100 * codec['codec_share']:.2f}% of one batch step "
@@ -246,9 +265,9 @@ def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, age
 def run_train_bench(names: list[str], learners: int = 2, workers: int = 1, minutes: float = 2.0,
                     launch_steps: int = 300, out: IO | None = None) -> dict:
     """``arena train`` for ``minutes``, then ``arena launch`` with the policy it saved on every seat (no
-    learning; ``learners * workers`` policy workers, the same number of match slots as the training
-    workers played at once), and the ratio of their agent-steps/s. Training's figure is its rate after
-    every rollout worker's first delivery (start-up left out); launch's is its own summary."""
+    learning; the same ``workers`` policy workers and the same match slots, ``num_matches * learners``),
+    and the ratio of their agent-steps/s. Training's figure is its rate after every learner's first data
+    (start-up left out); launch's is its own summary."""
     import io
     import shutil
     import tempfile
@@ -267,18 +286,17 @@ def run_train_bench(names: list[str], learners: int = 2, workers: int = 1, minut
             summary = run_training(TrainPlan(arena=name, out=tmp / "run", learners=learners, workers=workers,
                                              minutes=minutes, eval_games=0, every=30.0), out=log)
             train_rate = summary.get("steady_agent_steps_per_s", summary["agent_steps_per_s"])
-            procs = learners * workers
             policy = f"ckpt:{tmp / 'run' / 'policy'}"
-            launch = _cli_json(["launch", name, "--agents", f"{policy},{policy}", "--workers", str(procs),
-                                "--matches", str(cfg.num_matches * procs), "--steps", str(launch_steps)])
+            launch = _cli_json(["launch", name, "--agents", f"{policy},{policy}", "--workers", str(workers),
+                                "--matches", str(cfg.num_matches * learners), "--steps", str(launch_steps)])
             ratio = train_rate / launch["agent_steps_per_s"]
-            say(f"{name}: {learners} learner(s) x {workers} worker(s), {cfg.num_matches} matches per worker, "
+            say(f"{name}: {learners} learner(s), {workers} policy worker(s), {cfg.num_matches * learners} match slots, "
                 f"{cfg.arch} {cfg.hidden} policy")
             say(f"  arena launch, same policy on every seat, no learning : {launch['agent_steps_per_s']:>12,.0f} agent-steps/s")
             say(f"  arena train ({minutes:g} min, after warm-up)              : {train_rate:>12,.0f} agent-steps/s"
                 f"  = {100 * ratio:.0f}% of launch")
             say(f"  ({summary['dropped_segments']:,} stale segments dropped; updates {summary['updates']})")
-            figures[name] = {"learners": learners, "workers": workers, "matches_per_worker": cfg.num_matches,
+            figures[name] = {"learners": learners, "workers": workers, "matches": cfg.num_matches * learners,
                              "train_agent_steps_per_s": train_rate,
                              "launch_agent_steps_per_s": launch["agent_steps_per_s"], "ratio": round(ratio, 3),
                              "updates": summary["updates"], "dropped_segments": summary["dropped_segments"]}
