@@ -35,6 +35,9 @@ def add_parsers(sub) -> None:
                            help="run file.py agents in this process (they are isolated by default)")
             q.add_argument("--agent-timeout", type=float, default=5.0, metavar="SECONDS",
                            help="deadline per act() call of an isolated agent (default 5)")
+            q.add_argument("--agent-memory", type=_size, default="2G", metavar="SIZE",
+                           help="address space of an isolated agent's process, e.g. 512M, 4G (default 2G); "
+                                "beyond it the agent gets MemoryError")
         q.add_argument("--threads", type=positive, help="numba threads (default: all cores)")
         q.add_argument("--json", action="store_true", help="print the summary as one JSON object on the last line")
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,12 +57,21 @@ def add_parsers(sub) -> None:
     spectator.add_server_flags(sv)
     sv.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
                                                        "step count to FILE (JSON), to compare runs")
+    sv.add_argument("--learner", action="append", metavar="NAME=SEGMENTS,PUB",
+                    help="train: agent NAME acts for learner NAME, whose segments endpoint and parameter PUB are "
+                         "given (repeatable); slots are re-seated per match from --config's opponents; runs "
+                         "until Ctrl-C")
+    sv.add_argument("--config", help="with --learner: the TrainConfig JSON of the run (arena train writes one)")
 
     la = sub.add_parser("launch", help="a game server and N policy workers on this machine")
     play_args(la, isolation=False)
     la.add_argument("--workers", type=positive, default=1, help="policy worker processes (default 1)")
     la.add_argument("--groups", type=positive, default=2, help="match groups stepped in turn (default 2)")
     la.add_argument("--transport", choices=["ipc", "tcp"], default="ipc", help="ipc (default) or tcp on loopback")
+    la.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                    help="the copy the workers' neural policies act with (see arena worker --precision)")
+    la.add_argument("--compile", action="store_true", help="the workers compile their policies' forward pass")
+    la.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where the workers' policies run")
     spectator.add_server_flags(la)
     la.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
                                                        "step count to FILE (JSON)")
@@ -67,15 +79,38 @@ def add_parsers(sub) -> None:
     wk = sub.add_parser("worker", help="a policy worker: serves agents to game servers")
     wk.add_argument("--connect", action="append", required=True, metavar="ENDPOINT",
                     help="a game server's endpoint (repeatable: one worker can serve several servers)")
-    wk.add_argument("--agents", help="the agents this worker serves (default: all the server plays)")
+    wk.add_argument("--agents", help="the agents this worker serves, and the only ones it loads code for "
+                                     "(default: whatever the server plays among the built-in agents, "
+                                     "installed entry points and ckpt: weights; a server never makes a worker "
+                                     "import code)")
     wk.add_argument("--agent-arg", action="append", metavar="NAME.KEY=VALUE")
+    wk.add_argument("--arena", action="append", metavar="SPEC",
+                    help="a custom arena (module:Class or path/to/file.py:Class) this worker may build when a "
+                         "server plays it (repeatable; registry arenas need nothing)")
+    wk.add_argument("--trust", action="store_true",
+                    help="run file.py agents named in --agents in this process (they are isolated by default)")
+    wk.add_argument("--agent-timeout", type=float, default=5.0, metavar="SECONDS",
+                    help="deadline per act() call of an isolated agent (default 5)")
     wk.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
     wk.add_argument("--join", action="store_true", help="join waiting requests for one agent into one batch")
     wk.add_argument("--exit-when-done", action="store_true", help="exit when every server has said bye")
     wk.add_argument("--quiet", action="store_true")
+    wk.add_argument("--learner", action="append", metavar="NAME=PUB",
+                    help="serve agent NAME (in --agents) from learner NAME's parameter broadcasts, swapping in each "
+                         "new version between batches (repeatable); 'past' in --agents plays frozen snapshots")
+    wk.add_argument("--past-every", type=positive, default=10, help="versions between 'past' snapshots (default 10)")
+    wk.add_argument("--past-pool", type=positive, default=8, help="'past' snapshots kept (default 8)")
+    wk.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="where learning policies run (auto: CUDA when there is one)")
+    wk.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                    help="the copy neural policies act with: fp32, bf16 or int8 (CPU; dynamic quantisation of the "
+                         "linear layers); re-derived from the fp32 parameters at every new version (default fp32)")
+    wk.add_argument("--compile", action="store_true",
+                    help="torch.compile the forward pass (CUDA graphs on a GPU); falls back to eager where unavailable")
 
     ky = sub.add_parser("keys", help="make CURVE key pairs (server and client) for non-loopback endpoints")
-    ky.add_argument("dir")
+    ky.add_argument("dir", help="folder for the keys (made 0700; secret keys 0600)")
+    ky.add_argument("--force", action="store_true", help="replace the keys already in DIR")
 
     ip = sub.add_parser("init-policy", help="save a fresh (untrained) neural policy for an arena")
     ip.add_argument("arena")
@@ -83,7 +118,17 @@ def add_parsers(sub) -> None:
     ip.add_argument("--hidden", type=positive, default=128)
     ip.add_argument("--seed", type=seed, default=0)
     ip.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option")
-    ip.add_argument("--out", required=True, help="where to write NAME.safetensors (+ NAME.json)")
+    ip.add_argument("--out", required=True, help="the checkpoint folder to write (ckpt:OUT loads it)")
+
+
+def _size(text: str) -> int:
+    import argparse
+
+    from server.play.sandbox import parse_size
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _progress(args, label: str):
@@ -102,7 +147,11 @@ def _progress(args, label: str):
 def _report(summary: dict, stat_names, args) -> None:
     print(format_table(summary, stat_names))
     for f in summary["forfeits"]:
-        print(f"forfeit: {f['agent']} lost {f['matches']} matches in {f['arena']}: {f['reason']}")
+        # the number is the one in the table's "forfeits" column (part of its losses); forfeits in games
+        # past the stop rule's count are not in the table, and are said apart
+        more = f.get("uncounted", 0)
+        print(f"forfeit: {f['agent']} lost {f['matches']} counted matches by forfeit in {f['arena']}: {f['reason']}"
+              + (f" (and {more} more in games past the count, not in the table)" if more else ""))
     if args.json:
         print(json.dumps(summary))
 
@@ -139,18 +188,13 @@ def cmd_run(args) -> int:
     specs = [n.split("#")[0] for n in names]
     try:
         agents = make_agents(specs, names, game, args.arena, options, seed=args.seed, agent_args=args.agent_arg,
-                             trust=args.trust, isolate=args.isolate, timeout=args.agent_timeout)
+                             trust=args.trust, isolate=args.isolate, timeout=args.agent_timeout,
+                             memory=args.agent_memory)
     except SetupError as exc:
         raise UsageError(f"arena: {exc}") from None
-    # Compile (or load from numba's cache) the engine and the agents on a one-match copy first,
-    # so that the timed play is play.
-    _, warm = _game(args.arena, 1, options)
-    from agents.registry import make_agent
-    warm_runner = MatchRunner(warm, [make_agent("random", warm)])
-    warm_runner.reset(args.seed)
-    warm_runner.play(steps=2)
-    warm.reset(seed=args.seed)
-    warm_up(agents, warm)
+    # Compile (or load from numba's cache) the engine's kernels and the agents' on this very game
+    # first, so that the timed play is play (compile_seconds reports this part apart).
+    warm_up(agents, game, args.seed)
     compile_seconds = time.perf_counter() - t0
 
     runner = MatchRunner(game, agents, names)
@@ -251,6 +295,7 @@ def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=Non
     server.on_progress = on_progress
     if on_ready is not None:
         on_ready(server)
+    threads = numba.get_num_threads()   # now: it may load a library, which a server short of files could not
     try:
         summary = server.serve()
     except KeyboardInterrupt:
@@ -262,7 +307,7 @@ def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=Non
         if bar is not None:
             bar.close()
     summary.update(seed=args.seed, options=options, compile_seconds=round(compile_seconds, 3),
-                   threads=numba.get_num_threads())
+                   threads=threads)
     if getattr(args, "outcomes", None):
         with open(args.outcomes, "w") as fh:
             json.dump({"outcomes": server.outcomes(),
@@ -278,8 +323,75 @@ def _check(names: list[str], arena: str, options: dict) -> None:
         raise UsageError(f"arena: {exc}") from None
 
 
+def _check_binds(args) -> None:
+    """Every endpoint ``arena serve`` will bind, and its keys, before any work: one line if refused."""
+    from server.net.endpoints import EndpointError, check_keys, is_loopback, stats_endpoint
+    from server.spectator.publisher import default_endpoint
+
+    try:
+        for flag, ep in (("--bind", args.bind), ("--stats-bind", args.stats_bind or stats_endpoint(args.bind)),
+                         ("--spectate-bind", args.spectate_bind or default_endpoint(args.bind))):
+            if not args.keys and not is_loopback(ep):
+                raise UsageError(f"arena serve: binding {flag} to {ep} (not loopback) needs CURVE keys: make them "
+                                 f"with 'arena keys DIR' and pass --keys DIR")
+        if args.keys:
+            check_keys(args.keys, "server")
+    except EndpointError as exc:
+        raise UsageError(f"arena serve: {exc}") from None
+
+
+def _pairs(items: list[str] | None, flag: str, form: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name or not value:
+            raise UsageError(f"arena: {flag} {item!r}: expected {form}")
+        out[name] = value
+    return out
+
+
+def _serve_training(args) -> int:
+    """``arena serve --learner``: a training game server, until Ctrl-C."""
+    from server.learn.config import config_from_dict
+    from server.learn.run import training_server
+    from server.spectator.publisher import default_endpoint
+
+    learners = {}
+    for name, value in _pairs(args.learner, "--learner", "NAME=SEGMENTS,PUB").items():
+        seg, comma, pub = value.partition(",")
+        if not comma:
+            raise UsageError(f"arena serve: --learner {name}={value}: expected NAME=SEGMENTS,PUB")
+        learners[name] = (seg, pub)
+    if not args.config:
+        raise UsageError("arena serve: --learner needs --config (the run's TrainConfig JSON)")
+    try:
+        cfg = config_from_dict(json.loads(open(args.config).read()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise UsageError(f"arena serve: cannot read --config: {exc}") from None
+    if cfg.arena != args.arena:
+        raise UsageError(f"arena serve: --config is for {cfg.arena!r}, not {args.arena!r}")
+    try:
+        server = training_server(args.arena, cfg, learners, args.bind, args.stats_bind, args.groups, args.keys,
+                                 spectate=args.spectate_bind or default_endpoint(args.bind))
+    except ValueError as exc:
+        raise UsageError(f"arena serve: {exc}") from None
+    print(f"arena serve: training {', '.join(learners)} on {args.arena}, {server.slots} slots; workers connect to "
+          f"{args.bind}", file=sys.stderr)
+    try:
+        server.serve()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
 def cmd_serve(args) -> int:
+    if args.learner:
+        _check_binds(args)
+        return _serve_training(args)
     options, names = _common(args, "serve")
+    _check_binds(args)
     _check(names, args.arena, options)
     print(f"arena serve: {args.arena}, {args.matches} matches, agents {', '.join(names)}; "
           f"workers connect to {args.bind}", file=sys.stderr)
@@ -293,7 +405,8 @@ def cmd_launch(args) -> int:
 
     options, names = _common(args, "launch")
     _check(names, args.arena, options)
-    pool = WorkerPool(args.workers, args.transport, args.agent_arg)
+    pool = WorkerPool(args.workers, args.transport, args.agent_arg,
+                      ["--precision", args.precision, "--device", args.device] + (["--compile"] if args.compile else []))
     try:
         summary, stat_names = _run_server(args, options, names, pool.bind, pool.stats_bind, on_ready=pool.start)
     finally:
@@ -315,9 +428,19 @@ def cmd_worker(args) -> int:
             raise UsageError(f"arena worker: {exc}") from None
     agents = [a.strip() for a in args.agents.split(",")] if args.agents else None
     log = (lambda text: None) if args.quiet else None
+    if agents is not None:
+        try:
+            names = agent_names(args.agents)
+        except SetupError as exc:
+            raise UsageError(f"arena worker: {exc}") from None
+        agents = list(dict.fromkeys(n.split("#")[0] for n in names))
     try:
+        learners = _pairs(args.learner, "--learner", "NAME=PUB")
         worker = PolicyWorker(args.connect, agents, keys_dir=args.keys, agent_args=args.agent_arg,
-                              exit_when_done=args.exit_when_done, join=args.join, log=log)
+                              exit_when_done=args.exit_when_done, join=args.join, log=log, trust=args.trust,
+                              arenas=args.arena, agent_timeout=args.agent_timeout, learners=learners,
+                              past_every=args.past_every, past_pool=args.past_pool, device=args.device,
+                              precision=args.precision, compile=args.compile)
     except EndpointError as exc:
         raise UsageError(f"arena worker: {exc}") from None
     try:
@@ -329,9 +452,14 @@ def cmd_worker(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    from server.net.endpoints import make_keys
+    from server.net.endpoints import KeysExist, make_keys
 
-    paths = make_keys(args.dir)
+    try:
+        paths = make_keys(args.dir, force=args.force)
+    except KeysExist as exc:
+        raise UsageError(f"arena keys: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"arena keys: cannot write keys to {args.dir}: {exc}") from None
     print(f"server keys: {paths['server_secret']} (keep on the server) and {paths['server_public']}")
     print(f"client keys: {paths['client_secret']} (copy with server.key to each worker machine)")
     print(f"clients the server accepts: {paths['authorized']}/")
@@ -349,8 +477,11 @@ def cmd_init_policy(args) -> int:
     except ValueError as exc:
         raise UsageError(f"arena init-policy: {exc}") from None
     _, game = _game(args.arena, 1, options)
-    agent = NeuralAgent(game, seed=args.seed, arch=args.arch, hidden=args.hidden, device="cpu")
-    path = agent.save(args.out)
-    print(f"saved an untrained {args.arch} policy for {args.arena} to {path} (+ {path.with_suffix('.json').name})")
+    try:
+        agent = NeuralAgent(game, seed=args.seed, arch=args.arch, hidden=args.hidden, device="cpu")
+        path = agent.save(args.out)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"arena init-policy: {exc}") from None
+    print(f"saved an untrained {args.arch} policy for {args.arena} to the checkpoint folder {path}/")
     print(f"use it: arena run {args.arena} --agents ckpt:{path},random")
     return 0

@@ -12,14 +12,24 @@ from .common import UsageError, positive, positive_float as _minutes, seed
 
 
 def add_parsers(sub) -> None:
-    tr = sub.add_parser("train", help="self-play training: K learners that gossip, W rollout workers each")
+    tr = sub.add_parser("train", help="self-play training: a game server, W policy workers, K learners that gossip")
     tr.add_argument("arena", help="arena name (see 'arena list')")
     tr.add_argument("--learners", type=positive, default=2, help="learner processes (default 2)")
-    tr.add_argument("--workers", type=positive, default=1, help="rollout worker processes per learner (default 1)")
+    tr.add_argument("--workers", type=positive, default=1, help="policy worker processes (default 1)")
+    tr.add_argument("--opponents", metavar="NAME=WEIGHT,...",
+                    help="the opponent mix, weighted: self, past (frozen snapshots), random, greedy, e.g. "
+                         "self=0.6,greedy=0.1,random=0.1,past=0.2 (default: the arena's preset)")
+    tr.add_argument("--groups", type=positive, default=2, help="match groups the server steps in turn (default 2)")
+    tr.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="where learners and policy workers run their nets (auto: CUDA when there is one)")
+    tr.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                    help="the copy the policy workers act with; learners keep fp32 masters (default fp32)")
+    tr.add_argument("--compile", action="store_true", help="the policy workers compile their forward pass")
     tr.add_argument("--minutes", type=_minutes, help="train this long (default 10 unless --steps is given)")
     tr.add_argument("--steps", type=positive, help="stop after this many agent-steps in this run, all learners together")
     tr.add_argument("--out", help="run directory (default runs/ARENA)")
-    tr.add_argument("--resume", action="store_true", help="go on with the run in --out (weights, optimizer, counters)")
+    tr.add_argument("--resume", action="store_true", help="go on with the run in --out (weights, optimizer, counters); "
+                                                         "a corrupt or mismatched checkpoint is refused (exit 2)")
     tr.add_argument("--seed", type=seed, default=0, help="seed (default 0)")
     tr.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option (repeatable)")
     tr.add_argument("--every", type=float, default=10.0, metavar="SECONDS", help="seconds between table rows (default 10)")
@@ -31,12 +41,15 @@ def add_parsers(sub) -> None:
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                     help="a TrainConfig field (num_matches, horizon, batch_segments, hidden, ...) or ppo.FIELD")
 
-    le = sub.add_parser("learner", help="one learner and its rollout workers (arena train starts these; "
-                                        "run by hand across machines with --bind/--peers)")
+    le = sub.add_parser("learner", help="one learner: takes segments from a game server, publishes versions, "
+                                        "gossips (arena train starts these; run by hand across machines)")
     le.add_argument("arena")
     le.add_argument("--name", default="L0", help="this learner's name among its peers (default L0)")
     le.add_argument("--out", required=True, help="checkpoint directory of this learner")
-    le.add_argument("--workers", type=positive, default=1, help="rollout worker processes (default 1)")
+    le.add_argument("--segments", help="PULL endpoint the game server sends this learner's segments to "
+                                       "(default: ipc in a temporary directory)")
+    le.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                    help="where the update runs (auto: CUDA when there is one)")
     le.add_argument("--bind", default="tcp://127.0.0.1:5600", help="gossip endpoint (default tcp://127.0.0.1:5600)")
     le.add_argument("--peers", default="", help="the other learners: NAME=ENDPOINT,NAME=ENDPOINT")
     le.add_argument("--pub", help="PUB endpoint for parameters and stats (default: ipc in a temporary directory)")
@@ -67,10 +80,32 @@ def _overrides(items: list[str] | None) -> dict:
     return out
 
 
+def _mix(text: str) -> dict:
+    """``--opponents self=0.6,greedy=0.1,...`` as weights (a name alone weighs 1)."""
+    out = {}
+    for part in text.split(","):
+        name, eq, w = part.strip().partition("=")
+        if not name:
+            raise ValueError(f"--opponents {text!r}: expected NAME=WEIGHT,...")
+        try:
+            out[name] = float(w) if eq else 1.0
+        except ValueError:
+            raise ValueError(f"--opponents: weight of {name!r} is not a number: {w!r}") from None
+        if not out[name] >= 0:
+            raise ValueError(f"--opponents: weight of {name!r} must be non-negative")
+    if not sum(out.values()) > 0:
+        raise ValueError("--opponents: the weights must add up to more than 0")
+    bad = [k for k in out if k not in ("self", "past", "random", "greedy")]
+    if bad:
+        raise ValueError(f"--opponents: unknown {', '.join(bad)}; choose from self, past, random, greedy")
+    return out
+
+
 def cmd_train(args) -> int:
     import arenas
     from simcore.options import parse_options
 
+    from agents.checkpoint import CheckpointError
     from server.learn.config import TrainConfig, preset
     from server.learn.learner import TrainError
     from server.learn.run import TrainPlan, run_training
@@ -84,6 +119,8 @@ def cmd_train(args) -> int:
         bad = [k for k in overrides if k not in known]
         if bad:
             raise ValueError(f"--set: unknown field(s) {', '.join(bad)}; known: {', '.join(sorted(known))}")
+        if args.opponents:
+            overrides["opponents"] = _mix(args.opponents)
         preset(args.arena, **overrides)        # refuses unknown ppo fields now, not in a child process
     except (ValueError, TypeError) as exc:
         raise UsageError(f"arena train: {exc}") from None
@@ -91,9 +128,12 @@ def cmd_train(args) -> int:
     plan = TrainPlan(arena=args.arena, out=Path(args.out or f"runs/{args.arena}"), learners=args.learners,
                      workers=args.workers, minutes=minutes, steps=args.steps, seed=args.seed, resume=args.resume,
                      options=options, every=args.every, eval_games=args.eval_games,
-                     gossip_every=args.gossip_every, save_every=args.save_every, overrides=overrides)
+                     gossip_every=args.gossip_every, save_every=args.save_every, overrides=overrides,
+                     groups=args.groups, device=args.device, precision=args.precision, compile=args.compile)
     try:
         run_training(plan)
+    except CheckpointError as exc:     # corrupt, truncated, absurd or a mismatched set: one line, exit 2
+        raise UsageError(f"arena train: {exc}") from None
     except TrainError as exc:
         print(f"arena train: {exc}", file=sys.stderr)
         return 1
@@ -105,6 +145,7 @@ def cmd_learner(args) -> int:
 
     from simcore.options import parse_options
 
+    from agents.checkpoint import CheckpointError
     from server.learn.config import config_from_dict, preset
     from server.learn.learner import Learner, TrainError
     from server.net.endpoints import EndpointError, is_loopback
@@ -137,10 +178,12 @@ def cmd_learner(args) -> int:
     torch.set_num_threads(1)
     stop = stop_flag()
     try:
-        learner = Learner(cfg, args.name, args.out, workers=args.workers, gossip_bind=args.bind, peers=peers,
-                          pub_bind=args.pub, gossip_every=args.gossip_every, gossip_timeout=args.gossip_timeout,
+        learner = Learner(cfg, args.name, args.out, gossip_bind=args.bind, peers=peers,
+                          pub_bind=args.pub, segments_bind=args.segments, device=args.device, gossip_every=args.gossip_every, gossip_timeout=args.gossip_timeout,
                           save_every=args.save_every, resume=args.resume, keys_dir=args.keys,
                           exit_with_parent=args.exit_with_parent)
+    except CheckpointError as exc:     # --resume from a corrupt, truncated, absurd or mismatched checkpoint
+        raise UsageError(f"arena learner: --resume: {exc}") from None
     except (TrainError, EndpointError, FileNotFoundError, ValueError) as exc:
         print(f"arena learner: {exc}", file=sys.stderr)
         return 1

@@ -22,14 +22,14 @@ SELF, PAST = "self", "past"
 
 @dataclass
 class TrainConfig:
-    """What ``Trainer`` trains and how (``ppo`` holds the update's own hyper-parameters)."""
+    """What a training run trains and how (``ppo`` holds the update's own hyper-parameters)."""
 
     arena: str = "connect4"
     """Registry name of the arena."""
     options: dict = field(default_factory=dict)
     """Arena options (``arenas.make(arena, **options)``)."""
     num_matches: int = 1024
-    """Match slots played at once."""
+    """Match slots per learner (the game server plays ``num_matches * learners`` at once)."""
     horizon: int = 16
     """Decisions of one seat per segment."""
     batch_segments: int = 1024
@@ -85,14 +85,17 @@ def policy_net(cfg: TrainConfig, game) -> PolicyNet:
 
 
 # -- configuration --------------------------------------------------------------------------------
-#: changes to ``server.learn.selfplay.PRESETS`` for distributed training (``arena train``). The learner no
-#: longer waits for its own collection, so the update's cost per decision sets the pace: APPO-style
-#: fewer passes over each batch (sample-factory's APPO defaults to one epoch) keep the rollout workers
-#: busy. Battle's segments arrive in bursts of about ``num_matches * team_size`` (every learner stream
-#: of a worker fills at the same step), so one update takes one burst.
+#: changes to ``PRESETS`` for ``arena train``. The learner does not wait for its own collection, so the
+#: update's cost per decision sets the pace: APPO-style fewer passes over each batch (sample-factory's
+#: APPO defaults to one epoch) keep the game server and the policy workers busy. Battle's segments arrive
+#: in bursts of about ``num_matches * team_size`` (every learner stream of a group fills at the same
+#: step), so one update takes one burst.
 TRAIN_PRESETS: dict[str, dict] = {
     "connect4": {"ppo": {"update_epochs": 1, "num_minibatches": 2}},
     "battle": {"batch_segments": 1024, "ppo": {"update_epochs": 2, "num_minibatches": 4, "max_lag": 8}},
+    # tag: every seat decides every step for 25 steps; a segment is a whole episode of one seat
+    "tag": {"num_matches": 128, "horizon": 25, "batch_segments": 512, "ppo": {"update_epochs": 2, "num_minibatches": 4,
+                                                                         "max_lag": 8}},
 }
 
 

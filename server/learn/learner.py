@@ -1,53 +1,38 @@
-"""The learner process: PULLs segments from its rollout workers, updates, publishes, gossips, saves.
+"""The learner process: PULLs segments from the game server, updates, publishes versions, gossips, saves.
 
-    arena train connect4 --learners 2 --workers 1 --minutes 10 --out runs/c4
+    arena learner connect4 --name L0 --segments ipc://... --pub ipc://... --bind ipc://... --peers L1=...
 
-One machine, three kinds of process, no central process in the learning path::
+**In.** ``segments`` messages from the game server (``server.play.feed``): fixed-length segments of the
+decisions of the slots this learner owns, each decision with the behaviour log-probability and the
+parameter version that produced it. Each message is validated (shapes, dtypes, versions no newer than
+ours, finite values; a bad one is dropped and counted) and a few of its decisions are *audited*: their
+log-probability is re-computed under the version they name (the last ``AUDIT_VERSIONS`` are kept), so a
+row stitched from two replies would show up in ``mismatched_rows``.
 
-    rollout worker ──segments (PUSH)──► learner Li ◄──gossip (ROUTER/DEALER)──► learner Lj
-          ▲                                 │
-          └──────── params (PUB, versioned) ┘──► stats (PUB) ──► arena train (watches, prints, plots)
+**Update.** ``ppo_update`` runs once ``batch_segments`` segments are in (V-trace corrected; segments
+more than ``PPOConfig.max_lag`` versions old are dropped and counted). Every change of the parameters,
+an update or a gossip average that landed (``server.learn.gossip``, AD-PSGD style, every
+``gossip_every`` updates with a random live peer), is a new version, published at once on the PUB
+socket (``params``: the flat vector, its version and the net's description) for the policy workers to
+swap in between batches. Once a second it publishes ``stats`` (and the parameters again, for late
+subscribers).
 
-**Rollout worker** (``RolloutWorker``, a child of its learner). It hosts ``num_matches`` match slots
-of the arena and acts for the learner's seats with the policy net, against the opponent mix of
-``TrainConfig.opponents``: the same ``Trainer.step`` and ``SeatCollector`` as in-process training,
-so the per-seat credit and the segment cutting are those of ``server.learn.selfplay``. Every ``chunk``
-segments it pushes one ``segments`` message (raw frames, ``server.net.protocol``) to its learner; before
-each chunk it drains the learner's PUB and loads new parameters only when their version moved. A
-segment carries the version of the policy that made its first decision. PUSH/PULL high-water marks
-of one message (on each side, per worker) give back-pressure: a worker that runs ahead of its learner
-blocks instead of producing data that would only be dropped as stale. Workers (and learners started
-by ``arena train``) exit when their parent process is gone.
-
-**Learner** (``Learner``; ``arena learner`` runs one by hand). It fills a ``SegmentBatch`` from
-its workers' messages (each validated: shapes, dtypes, versions; a bad one is dropped and counted),
-runs ``ppo_update`` once ``batch_segments`` segments are in (V-trace corrected; segments more than
-``PPOConfig.max_lag`` versions old are dropped and counted), publishes the new parameters with the
-new version, and every ``gossip_every`` updates asks its ``GossipNode`` for one pairwise average with
-a random live peer (AD-PSGD style, ``server.learn.gossip``; averages land whole, between optimizer steps).
-Once a second it publishes a ``stats`` message; every ``save_every`` seconds, and when it stops
-(SIGTERM, SIGINT), it writes its checkpoint: ``policy.safetensors`` + ``.json`` (``ckpt:`` loads it),
-``optimizer.pt`` (tensors only, read back with ``weights_only=True``) and ``state.json``, each
-written to a temporary file and renamed. ``--resume`` starts from them. A worker that dies is
-noticed (its process exits) and reported; training goes on with the others.
-
-**arena train** (``run_training``) starts the K learners (each with W workers) with the others as
-gossip peers, subscribes to their PUB sockets, prints the live table and writes ``curves.csv``;
-at the end (time, ``--steps`` or Ctrl-C) it stops them, copies learner L0's policy to
-``DIR/policy.safetensors``, draws ``curves.png`` and plays 1,000 games against ``random`` and
-``greedy`` (half as first player / left team).
+**Checkpoints.** Every ``save_every`` seconds, and when it stops (SIGTERM, SIGINT), it writes its
+checkpoint as one unit (``agents.checkpoint``): a new folder ``OUT/ckpt-NNNNNN/`` with
+``policy.safetensors`` + ``policy.json`` (``ckpt:OUT`` loads it), ``optimizer.pt`` (tensors only, read
+back with ``weights_only=True``) and ``state.json``, each recording the checkpoint's number, then
+``OUT/checkpoint.json`` switched to it atomically. ``--resume`` starts from the checkpoint the pointer
+names (its version never goes back) and refuses a corrupt or mismatched one. While a learner is down,
+the game server keeps its segments in a bounded queue (then drops and counts them) and the other
+learners go on.
 """
-from __future__ import annotations
 from __future__ import annotations
 
 import copy
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,19 +43,30 @@ import torch
 import zmq
 
 import arenas
-from agents.neural import NeuralAgent
+from agents.neural import NeuralAgent, pick_device
 
-from server.net.proc import child_env
-from server.net.protocol import Message, ProtocolError, decode, encode
+from server.net.proc import make_run_dir
+from server.net.endpoints import bind as bind_socket, stop_authenticator
+from server.net.protocol import MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
 
 from .config import TrainConfig, policy_net, write_json
 from .gossip import GossipNode
 from .ppo import SegmentBatch, TorchParams, ppo_update
-from .rollout import HWM, PUB_HWM, STATS_EVERY
+from server.play.policies import MASKED_LOGIT
+from server.play.trajectory import SEGMENT_ARRAYS
 
-#: the arrays of a segments message and their dtypes (obs has the arena's observation dtype)
-SEGMENT_ARRAYS = {"mask": "bool", "actions": "int64", "logp": "float32", "rewards": "float32",
-                  "dones": "bool", "valid": "bool", "version": "int64"}
+#: messages queued on the way in (the game server's PUSH holds one more): the server runs at most this
+#: far ahead of the learner before it pauses stepping, so segments wait for at most a few updates
+HWM = 1
+#: seconds between a learner's stats messages (and re-publications of its parameters, for late subscribers)
+STATS_EVERY = 1.0
+#: messages a PUB socket keeps per subscriber (parameters: only the newest matters)
+PUB_HWM = 4
+#: versions of the parameters kept to audit behaviour log-probabilities (at least the lag limit)
+AUDIT_VERSIONS = 24
+#: decisions re-computed per segments message, and the largest difference in log-probability allowed:
+#: for decisions of the fp32 net, and for those of a worker's bf16 or int8 copy (``arena worker --precision``)
+AUDIT_ROWS, AUDIT_TOLERANCE, AUDIT_TOLERANCE_COMPRESSED = 16, 1e-3, 0.25
 
 
 class TrainError(RuntimeError):
@@ -92,24 +88,30 @@ class LearnerState:
     seconds: float = 0.0           # training time, all runs together
     dropped_segments: int = 0
     bad_messages: int = 0
+    audited_rows: int = 0          # decisions whose log-probability was re-computed under their version
+    mismatched_rows: int = 0       # ... and did not match (a row stitched from two replies would not)
     results: dict = field(default_factory=dict)   # opponent -> [wins, losses, draws], all time
 
 
 class Learner:
-    """One learner: PULLs segments from its rollout workers, updates, publishes, gossips, saves."""
+    """One learner: PULLs segments from the game server, updates, publishes versions, gossips, saves."""
 
-    def __init__(self, cfg: TrainConfig, name: str, out: str | os.PathLike, workers: int = 1,
+    def __init__(self, cfg: TrainConfig, name: str, out: str | os.PathLike,
                  gossip_bind: str = "tcp://127.0.0.1:5600", peers: dict[str, str] | None = None,
-                 pub_bind: str | None = None, segments_bind: str | None = None, chunk: int | None = None,
+                 pub_bind: str | None = None, segments_bind: str | None = None,
                  gossip_every: int = 1, gossip_timeout: float = 5.0, save_every: float = 60.0,
-                 resume: bool = False, keys_dir: str | None = None, worker_seed: int | None = None,
+                 resume: bool = False, keys_dir: str | None = None, device: str = "auto",
                  exit_with_parent: bool = False, log: Callable[[str], None] | None = None):
         self.cfg, self.name, self.out = cfg, name, Path(out)
         self.log = log or (lambda text: print(f"[{name}] {text}", file=sys.stderr, flush=True))
         self.out.mkdir(parents=True, exist_ok=True)
         self.game = arenas.make(cfg.arena, num_matches=1, seed=0, **cfg.options)
         game = self.game
-        self.net = policy_net(cfg, game)
+        if device == "cuda" and not torch.cuda.is_available():
+            self.log("no CUDA device: the learner runs on the CPU")
+            device = "cpu"
+        self.device = pick_device(device)
+        self.net = policy_net(cfg, game).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
         self.state = LearnerState(name=name)
         if resume:
@@ -117,111 +119,101 @@ class Learner:
         self.params = TorchParams(self.net)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.batch = SegmentBatch(cfg.batch_segments, cfg.horizon, game.obs_shape, game.obs.dtype, game.num_actions)
-        self.chunk = int(chunk or max(64, cfg.batch_segments // 4))
-        self.num_workers = int(workers)
-        self.worker_seed = cfg.seed * 1000 if worker_seed is None else worker_seed
         self.gossip_every, self.save_every = int(gossip_every), float(save_every)
         self.last_stats: dict = {}
         self.parent = os.getppid() if exit_with_parent else None
 
-        self._tmp = tempfile.mkdtemp(prefix=f"arena-{name}-")
+        self._tmp = make_run_dir(name)
         self.ctx = zmq.Context()
+        # the biggest segments message the server sends (a chunk plus one step's streams of a few groups):
+        # each frame above it disconnects the sender before it is allocated; decode refuses more
+        seg_bytes = sum(a.nbytes for a in vars(self.batch).values() if isinstance(a, np.ndarray)) // max(cfg.batch_segments, 1)
+        seg_bytes += 8 * cfg.horizon                        # the per-decision versions
+        most = cfg.batch_segments + 4 * cfg.num_matches * game.num_agents
+        self.max_segments_bytes = min(MAX_MESSAGE_BYTES, MAX_HEADER_BYTES + most * seg_bytes + (1 << 20))
+        self.history: dict[int, np.ndarray] = {}            # version -> parameters, for the audit
+        self.updates_at: dict[int, int] = {}                 # version -> updates done when it was published
+        self.audit_net = policy_net(cfg, game).eval()
+        self.audit_rng = np.random.default_rng(cfg.seed + 17)
+        self.keys_dir = keys_dir
         self.pull = self.ctx.socket(zmq.PULL)
         self.pull.setsockopt(zmq.RCVHWM, HWM)
         self.pull.setsockopt(zmq.LINGER, 0)
-        self.pull.bind(segments_bind or f"ipc://{self._tmp}/segments")
-        self.segments_endpoint = self.pull.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.pull.setsockopt(zmq.MAXMSGSIZE, self.max_segments_bytes)
+        self.segments_endpoint = bind_socket(self.pull, segments_bind or f"ipc://{self._tmp}/segments", keys_dir,
+                                             "the segments endpoint")
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.SNDHWM, PUB_HWM)
         self.pub.setsockopt(zmq.LINGER, 0)
-        self.pub.bind(pub_bind or f"ipc://{self._tmp}/pub")
-        self.pub_endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.pub.setsockopt(zmq.MAXMSGSIZE, 64 * 1024)       # subscribers send subscriptions only
+        self.pub_endpoint = bind_socket(self.pub, pub_bind or f"ipc://{self._tmp}/pub", keys_dir, "--pub")
         self.gossip = GossipNode(name, gossip_bind, self.params, peers or {}, version=lambda: self.state.version,
                                  timeout=gossip_timeout, seed=cfg.seed, keys_dir=keys_dir, log=self.log)
-        self.workers: list[subprocess.Popen] = []
-        self.worker_exits: dict[str, int] = {}
         write_json(self.out / "config.json", cfg.to_dict())
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def _load(self) -> None:
-        state_path = self.out / "state.json"
-        if not state_path.is_file():
-            raise TrainError(f"--resume: no checkpoint in {self.out} (state.json missing)")
-        agent = NeuralAgent.load(self.out / "policy", game=self.game, device="cpu")
+        """Start from the checkpoint in ``out`` (``server.learn.checkpoints.read_learner_checkpoint``: the one
+        its pointer names, checked as one unit). A corrupt, truncated, absurd or mismatched checkpoint
+        raises ``CheckpointError`` (one line); one that does not fit this configuration, ``TrainError``."""
+        from .checkpoints import read_learner_checkpoint
+
         try:
-            self.net.load_state_dict(agent.net.state_dict(), strict=True)
-        except RuntimeError as exc:
-            raise TrainError(f"--resume: the checkpoint in {self.out} does not fit this configuration "
+            ck = read_learner_checkpoint(self.out, self.game)
+        except FileNotFoundError as exc:
+            raise TrainError(f"--resume: {exc}") from None
+        if ck.number is None:
+            self.log(f"{self.out} holds a checkpoint from before versioned checkpoints: its files cannot be "
+                     f"checked against each other; the next save writes the new format")
+        try:
+            self.net.load_state_dict(ck.agent.net.state_dict(), strict=True)
+            if ck.optimizer is not None:
+                self.optimizer.load_state_dict(ck.optimizer)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise TrainError(f"--resume: the checkpoint in {ck.folder} does not fit this configuration "
                              f"({str(exc).splitlines()[0]})") from None
-        opt = self.out / "optimizer.pt"
-        if opt.is_file():
-            self.optimizer.load_state_dict(torch.load(opt, weights_only=True))
-            for group in self.optimizer.param_groups:      # the configured step size wins over the saved one
-                group["lr"] = self.cfg.ppo.lr
-        data = json.loads(state_path.read_text())
-        known = {f for f in LearnerState.__dataclass_fields__}
-        self.state = LearnerState(**{k: v for k, v in data.items() if k in known})
+        for group in self.optimizer.param_groups:      # the configured step size wins over the saved one
+            group["lr"] = self.cfg.ppo.lr
+        self.state = LearnerState(**ck.state)
         self.state.name = self.name
-        self.log(f"resumed from {self.out} at version {self.state.version} "
+        self.log(f"resumed from {ck.folder} at version {self.state.version} "
                  f"({self.state.agent_steps:,} agent-steps, {self.state.seconds:.0f} s trained)")
 
     def save(self) -> Path:
-        """Write the checkpoint (each file atomically); returns the policy's path."""
+        """Write the checkpoint as one unit (``agents.checkpoint``): policy, optimizer (tensors only) and
+        state into a new numbered folder, each fsynced, then the pointer switched to it; returns the folder."""
+        from agents import checkpoint as ckpt
+
         agent = NeuralAgent(self.game, net=copy.deepcopy(self.net), device="cpu", arena=self.cfg.arena,
                             hidden=self.cfg.hidden, channels=self.cfg.channels)
-        path = agent.save(self.out / "policy")
-        tmp = self.out / "optimizer.pt.tmp"
-        torch.save(self.optimizer.state_dict(), tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.out / "optimizer.pt")
-        write_json(self.out / "state.json", asdict(self.state))
-        return path
-
-    # -- workers -------------------------------------------------------------------------------------
-    def start_workers(self) -> None:
-        env = child_env()
-        for w in range(self.num_workers):
-            name = f"{self.name}.w{w}"
-            seed = self.worker_seed + 101 * w + 7 * self.state.updates
-            cmd = [sys.executable, "-m", "server.learn.rollout", str(self.out / "config.json"),
-                   "--name", name, "--segments", self.segments_endpoint, "--params", self.pub_endpoint,
-                   "--chunk", str(self.chunk), "--seed", str(seed)]
-            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
-            proc.worker_name = name
-            self.workers.append(proc)
-            self.log(f"rollout worker {name} started (pid {proc.pid})")
-
-    def _check_workers(self) -> int:
-        alive = 0
-        for proc in self.workers:
-            rc = proc.poll()
-            if rc is None:
-                alive += 1
-            elif proc.worker_name not in self.worker_exits:
-                self.worker_exits[proc.worker_name] = rc
-                self.log(f"rollout worker {proc.worker_name} exited with code {rc}: its trajectories stop; "
-                         f"training goes on with the other workers")
-        return alive
-
-    def stop_workers(self) -> None:
-        for proc in self.workers:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        files = agent.checkpoint_files(info={"learner": self.name, "policy_version": self.state.version})
+        optimizer, state = self.optimizer.state_dict(), asdict(self.state)
+        files["optimizer.pt"] = lambda path, n: torch.save({"checkpoint": n, "optimizer": optimizer}, path)
+        files["state.json"] = lambda path, n: path.write_text(json.dumps({**state, "checkpoint": n}, indent=2))
+        return ckpt.write(self.out, files, info={"learner": self.name, "version": self.state.version})
 
     # -- messages ------------------------------------------------------------------------------------
     def publish_params(self) -> None:
+        """Broadcast the parameters under the current version (policy workers swap them in between
+        batches; the net's description lets them build it)."""
         vec = self.params.get()
-        msg = Message("params", sender=self.name, policy_version=self.state.version, arrays={"params": vec},
-                      meta={"learner": self.name, "version": self.state.version, "size": int(vec.size),
-                            "layout": self.gossip.layout})
+        v = self.state.version
+        if v not in self.history:
+            self.history[v] = vec
+            for old in sorted(self.history)[:-AUDIT_VERSIONS]:
+                del self.history[old]
+            self.updates_at[v] = self.state.updates
+            for old in sorted(self.updates_at)[:-4 * AUDIT_VERSIONS]:
+                del self.updates_at[old]
+        msg = Message("params", sender=self.name, policy_version=v, arrays={"params": vec},
+                      meta={"learner": self.name, "version": v, "size": int(vec.size), "layout": self.gossip.layout,
+                            "arch": self.cfg.arch, "hidden": self.cfg.hidden, "channels": self.cfg.channels})
         self.pub.send_multipart(encode(msg), copy=False)
+
+    def new_version(self) -> None:
+        """The parameters changed (an update, or a gossip average that landed): a new version, published."""
+        self.state.version += 1
+        self.publish_params()
 
     def _check_segments(self, msg: Message) -> int:
         """The number of segments in a valid message; raises ``ProtocolError`` otherwise."""
@@ -233,11 +225,13 @@ class Learner:
             raise ProtocolError(f"obs must be {b.obs.dtype} (n,) + {b.obs.shape[1:]}")
         n = obs.shape[0]
         for key, dtype in SEGMENT_ARRAYS.items():
-            arr, want = msg.arrays.get(key), getattr(b, key)
-            if arr is None or arr.dtype.name != dtype or arr.shape != (n,) + want.shape[1:]:
-                raise ProtocolError(f"{key} must be {dtype} {(n,) + want.shape[1:]}")
-        if n and (msg.arrays["version"].max() > self.state.version or msg.arrays["version"].min() < 0):
-            raise ProtocolError("segment versions must lie between 0 and the learner's version")
+            arr = msg.arrays.get(key)
+            want = (n, b.horizon) if key == "version" else (n,) + getattr(b, key).shape[1:]
+            if arr is None or arr.dtype.name != dtype or arr.shape != want:
+                raise ProtocolError(f"{key} must be {dtype} {want}")
+        valid, version = msg.arrays["valid"], msg.arrays["version"]
+        if n and (version[valid].min(initial=0) < 0 or (version[~valid] != -1).any()):
+            raise ProtocolError("a decision's version must be non-negative, padding's -1")
         if n and ((msg.arrays["actions"] < 0) | (msg.arrays["actions"] >= b.mask.shape[2])).any():
             raise ProtocolError("actions out of range")
         if not np.isfinite(msg.arrays["logp"]).all() or not np.isfinite(msg.arrays["rewards"]).all():
@@ -266,40 +260,71 @@ class Learner:
             for i in range(3):
                 acc[i] += meta["results"][3 * j + i]
         src = msg.arrays
+        self._audit(src, AUDIT_TOLERANCE if meta.get("exact", True) is not False else AUDIT_TOLERANCE_COMPRESSED)
         n, start, updated = src["obs"].shape[0], 0, False
         while start < n:
             sl = self.batch.claim(n - start)
             k = sl.stop - sl.start
             for key in ("obs",) + tuple(SEGMENT_ARRAYS):
-                getattr(self.batch, key)[sl] = src[key][start:start + k]
+                if key == "version":
+                    # a segment is as old as its first decision, counted in updates (gossip averages are
+                    # versions too, but no staler for it); a version we never published is too old
+                    first = src["version"][start:start + k, 0]
+                    self.batch.version[sl] = [self.updates_at.get(int(v), -(1 << 40)) for v in first]
+                else:
+                    getattr(self.batch, key)[sl] = src[key][start:start + k]
             start += k
             if self.batch.full:
                 self.update()
                 updated = True
         return updated
 
+    @torch.no_grad()
+    def _audit(self, src: dict, tolerance: float = AUDIT_TOLERANCE) -> None:
+        """Re-compute the behaviour log-probability of a few decisions under the version each names:
+        a row whose recorded version did not produce it (stitched from two replies) does not match."""
+        valid = src["valid"]
+        rows, cols = np.nonzero(valid)
+        if rows.size == 0:
+            return
+        pick = self.audit_rng.choice(rows.size, size=min(AUDIT_ROWS, rows.size), replace=False)
+        rows, cols = rows[pick], cols[pick]
+        versions = src["version"][rows, cols]
+        for v in np.unique(versions):
+            vec = self.history.get(int(v))
+            if vec is None:                  # older than the versions kept: not audited
+                continue
+            sel = versions == v
+            r, c = rows[sel], cols[sel]
+            torch.nn.utils.vector_to_parameters(torch.from_numpy(vec), list(self.audit_net.parameters()))
+            logits, _ = self.audit_net(torch.from_numpy(np.ascontiguousarray(src["obs"][r, c])))
+            m = torch.from_numpy(np.ascontiguousarray(src["mask"][r, c]))
+            logp = torch.log_softmax(logits.masked_fill(~m, MASKED_LOGIT), dim=-1)
+            logp = logp.gather(1, torch.from_numpy(src["actions"][r, c])[:, None]).squeeze(1).numpy()
+            self.state.audited_rows += int(r.size)
+            self.state.mismatched_rows += int((np.abs(logp - src["logp"][r, c]) > tolerance).sum())
+
     def update(self) -> dict:
-        stats = ppo_update(self.net, self.optimizer, self.batch, self.cfg.ppo, self.state.version,
+        stats = ppo_update(self.net, self.optimizer, self.batch, self.cfg.ppo, self.state.updates,
                            self.params.sync, self.gen)
         self.batch.clear()
         st = self.state
         st.dropped_segments += stats["dropped_segments"]
         if stats["segments"] == 0:          # all too old: nothing trained, the version stays
             return stats
-        st.version += 1
         st.updates += 1
         self.last_stats = stats
-        self.publish_params()
+        self.new_version()
         if self.gossip.peers and st.updates % self.gossip_every == 0:
             self.gossip.request()
         return stats
 
-    def stats_message(self, alive: int) -> Message:
+    def stats_message(self) -> Message:
         st, ls, gs = self.state, self.last_stats, self.gossip.stats
         meta = {"learner": self.name, "version": st.version, "updates": st.updates, "decisions": st.decisions,
                 "agent_steps": st.agent_steps, "steps": st.steps, "seconds": round(st.seconds, 3),
                 "dropped_segments": st.dropped_segments, "bad_messages": st.bad_messages,
-                "workers_alive": alive, "workers": self.num_workers,
+                "audited_rows": st.audited_rows, "mismatched_rows": st.mismatched_rows,
                 "gossip_exchanges": gs.exchanges, "gossip_served": gs.served, "gossip_timeouts": gs.timeouts,
                 "gossip_bytes_sent": gs.bytes_sent, "averaged": self.params.averaged,
                 "opponents": list(st.results), "results": [x for v in st.results.values() for x in v]}
@@ -310,15 +335,13 @@ class Learner:
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self, seconds: float | None = None, stop: list[bool] | None = None) -> LearnerState:
-        """Train until ``seconds`` pass (this run), ``stop[0]`` is set, or every worker is gone; then save."""
+        """Train on the segments that come in until ``seconds`` pass (this run) or ``stop[0]`` is set; then save."""
         stop = stop if stop is not None else [False]
         self.gossip.start()
-        self.start_workers()
         self.publish_params()
         t0 = time.monotonic()
         trained0 = self.state.seconds
         next_stats = next_save = t0
-        alive = self.num_workers
         try:
             while not stop[0] and (seconds is None or time.monotonic() - t0 < seconds):
                 if self.parent is not None and os.getppid() != self.parent:
@@ -332,7 +355,7 @@ class Learner:
                         except zmq.Again:
                             break
                         try:
-                            msg = decode(frames)
+                            msg = decode(frames, max_bytes=self.max_segments_bytes)
                             self._check_segments(msg)
                         except ProtocolError as exc:
                             self.state.bad_messages += 1
@@ -341,30 +364,26 @@ class Learner:
                         if self._take(msg):
                             break
                 if self.params.sync(changed=False):
-                    self.publish_params()           # an average landed while we waited for data
+                    self.new_version()              # an average landed while we waited for data
                 now = time.monotonic()
                 self.state.seconds = trained0 + (now - t0)
                 if now >= next_stats:
-                    alive = self._check_workers()
-                    self.pub.send_multipart(encode(self.stats_message(alive)), copy=False)
+                    self.pub.send_multipart(encode(self.stats_message()), copy=False)
                     self.publish_params()           # for late subscribers (a new worker or watcher)
                     next_stats = now + STATS_EVERY
-                    if alive == 0:
-                        raise TrainError(f"learner {self.name}: every rollout worker has exited "
-                                         f"({self.worker_exits}); nothing left to train on")
                 if self.save_every and now >= next_save + self.save_every:
                     self.save()
                     next_save = now
         finally:
-            self.stop_workers()
             self.state.seconds = trained0 + (time.monotonic() - t0)
             self.save()
-            self.pub.send_multipart(encode(self.stats_message(0)), copy=False)
+            self.pub.send_multipart(encode(self.stats_message()), copy=False)
         return self.state
 
     def close(self) -> None:
         self.gossip.close()
         self.pull.close(linger=0)
         self.pub.close(linger=0)
+        stop_authenticator(self.ctx)
         self.ctx.term()
         shutil.rmtree(self._tmp, ignore_errors=True)

@@ -44,7 +44,7 @@ MASKED_LOGIT = -1e9
 
 @dataclass
 class PPOConfig:
-    """Hyper-parameters of ``ppo_update`` (the defaults are the connect4 settings of ``server.learn.selfplay``)."""
+    """Hyper-parameters of ``ppo_update`` (the defaults are the connect4 settings)."""
 
     lr: float = 1e-3
     """Adam step size."""

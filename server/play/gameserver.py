@@ -12,23 +12,34 @@ Faults:
   sequence numbers, to a live worker serving the same agent (or wait, with a message, until one
   comes). A reply to a request that was re-sent or already answered is dropped and counted as late,
   so no match is stepped twice or lost.
-- A message that fails to decode is dropped and counted; the socket caps message size
-  (``zmq.MAXMSGSIZE``), so a peer that sends too much is disconnected before it costs memory.
+- A message that fails to decode (``server.net.protocol``: only ``ProtocolError``) is dropped and
+  counted. The ROUTER socket caps each frame (``zmq.MAXMSGSIZE``) at the biggest reply a worker can
+  owe (``max_reply_bytes``: every seat of the biggest group), so a peer that sends more is
+  disconnected before ZeroMQ allocates the frame; a message of more frames than the protocol's two is
+  refused by ``decode``.
+- Idle connections cost a file descriptor each until ZeroMQ's handshake timeout (``HANDSHAKE_MS``)
+  closes them: the server raises its soft limit on open files to ``OPEN_FILES`` (or the hard limit)
+  at start, so a crowd of idle connections does not starve it of descriptors.
+- Both sockets bind through ``server.net.endpoints.bind``: off loopback only with CURVE keys, and
+  then only authorized clients get through, to the statistics as to the game.
 - An agent error reported by a worker forfeits the rows concerned, as in ``arena run``.
 """
 from __future__ import annotations
 
 import json
 import sys
+from collections import deque
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 import zmq
 
+from server.net.proc import more_open_files
 from server.play.match import MatchRunner
-from server.net.protocol import MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
+from server.play.routing import Group, RemotePolicy, Request, Worker
+from server.net.protocol import (MAX_HEADER_BYTES, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode,
+                                 layout, packed, packed_buffer)
 
 #: seconds between the server's heartbeats to idle workers (0.1-0.5 s: shorter wakes more, longer
 #: slows the detection of a dead worker)
@@ -37,43 +48,11 @@ HEARTBEAT_INTERVAL = 0.2
 HEARTBEAT_LIVENESS = 1.0
 #: seconds between two ``stats`` messages on the PUB socket
 STATS_INTERVAL = 1.0
-
-
-class RemotePolicy:
-    """Stands for an agent that lives in the workers; the server never calls its ``act``."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def act(self, obs, mask):  # pragma: no cover - the server routes requests instead
-        raise RuntimeError("a remote policy acts in a worker process")
-
-
-@dataclass
-class Request:
-    group: int
-    agent: int
-    rows: np.ndarray
-    seq: int
-    seed: int
-    worker: bytes | None = None
-
-
-@dataclass
-class Worker:
-    ident: bytes
-    agents: set
-    last_seen: float
-    ready: bool = False
-    inflight: dict = field(default_factory=dict)   # seq -> Request
-
-
-@dataclass
-class Group:
-    index: int
-    runner: MatchRunner
-    pending: set = field(default_factory=set)      # seqs not answered yet
-    finished: bool = False
+#: the smallest per-frame cap on the server's sockets (the CURVE handshake and hellos fit easily)
+MIN_REPLY_CAP = 64 * 1024
+#: milliseconds a new connection has to complete ZeroMQ's handshake (CURVE included) before it is
+#: closed (libzmq's default is 30 s; our peers take milliseconds, an idle stranger holds a file meanwhile)
+HANDSHAKE_MS = 10_000
 
 
 class GameServer:
@@ -81,56 +60,78 @@ class GameServer:
                  bind: str = "tcp://127.0.0.1:5555", stats_bind: str | None = None, groups: int = 2,
                  keys_dir: str | None = None, games: int | None = None, steps: int | None = None,
                  heartbeat_liveness: float = HEARTBEAT_LIVENESS, log: Callable[[str], None] | None = None,
-                 spectators: Callable[[list, "zmq.Context"], object] | None = None):
+                 spectators: Callable[[list, "zmq.Context"], object] | None = None,
+                 learning=None, seating: Callable[[int, np.ndarray], object] | None = None, forever: bool = False):
         import arenas
-        from server.net.endpoints import is_loopback, stats_endpoint
+        from server.net.endpoints import bind as bind_socket, is_loopback, stats_endpoint
 
         self.arena, self.agent_names, self.seed = arena, list(agents), int(seed)
         self.options = dict(options or {})
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.liveness = float(heartbeat_liveness)
-        if not keys_dir and not is_loopback(bind):
-            raise ValueError(f"binding to {bind} (not loopback) needs CURVE keys: make them with "
-                             f"'arena keys DIR' and pass --keys DIR")
+        self.stats_bind = stats_bind or stats_endpoint(bind)
+        for ep in (bind, self.stats_bind):   # before any work: a refused endpoint is the user's first news
+            if not keys_dir and not is_loopback(ep):
+                raise ValueError(f"binding to {ep} (not loopback) needs CURVE keys: make them with "
+                                 f"'arena keys DIR' and pass --keys DIR")
         spec = arenas.get(arena)
         groups = max(1, min(int(groups), matches))
         sizes = [matches // groups + (1 if g < matches % groups else 0) for g in range(groups)]
         seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(self.seed).spawn(groups)]
         self.groups: list[Group] = []
+        offset = 0
         for g, (size, gseed) in enumerate(zip(sizes, seeds)):
             game = spec.game(num_matches=size, **self.options)
             runner = MatchRunner(game, [RemotePolicy(n) for n in self.agent_names], self.agent_names,
                                  warn=self.log)
+            if seating is not None:     # who plays each slot is chosen per match (arena train, the league)
+                policy = seating(g, np.arange(offset, offset + size))
+                runner.reseat(np.arange(size), policy.initial())
+                runner.seating = policy
+            offset += size
             runner.reset(gseed)
             g_games = None if games is None else games // groups + (1 if g < games % groups else 0)
-            runner.stop_rule(games=g_games, steps=steps)
+            runner.stop_rule(games=(1 << 62) if forever else g_games, steps=None if forever else steps)
             self.groups.append(Group(g, runner))
+        self.slots = offset
         self.stat_names = self.groups[0].runner.game.stat_names
+        #: the largest message a worker may send (and the socket's per-frame cap): one reply for every
+        #: seat of the biggest group, 8 bytes per action component, and a header
+        first = self.groups[0].runner.game
+        self.max_reply_bytes = min(MAX_MESSAGE_BYTES, MIN_REPLY_CAP + MAX_HEADER_BYTES
+                                   + 8 * max(sizes) * first.num_agents * max(1, first.num_actions))
+        more_open_files()
         self.ctx = zmq.Context.instance()
-        self.auth = None
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.pub = self.ctx.socket(zmq.PUB)
         for s in (self.sock, self.pub):
             s.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            s.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, self.max_reply_bytes)
         self.sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self.pub.setsockopt(zmq.MAXMSGSIZE, MIN_REPLY_CAP)      # a subscriber sends subscriptions only
         self.pub.setsockopt(zmq.SNDHWM, 16)
-        if keys_dir:
-            from server.net.endpoints import secure_server, start_authenticator
-            self.auth = start_authenticator(self.ctx, keys_dir)
-            secure_server(self.sock, keys_dir)
-            secure_server(self.pub, keys_dir)
+        self.keys_dir = keys_dir
         self.bind = bind
-        self.sock.bind(bind)
-        self.stats_bind = stats_bind or stats_endpoint(bind)
-        self.pub.bind(self.stats_bind)
+        bind_socket(self.sock, bind, keys_dir, "the game server")
+        bind_socket(self.pub, self.stats_bind, keys_dir, "the statistics (--stats-bind)")
         # frames of the matches spectators ask for ('arena watch'); costs a clock read when nobody watches
         # ``spectators(runners, ctx)`` makes the publisher (``server.spectator.publisher.FramePublisher``,
         # injected by the caller): it needs ``publish(group, game, steps)``, ``poll()`` and ``close()``
         self.spectators = spectators([g.runner for g in self.groups], self.ctx) if spectators else None
+        #: segments of the learning policies to their learners (``server.play.feed``), when training
+        self.feed = None
+        if learning is not None:
+            from server.play.feed import LearnerFeed
+            self.feed = LearnerFeed(learning, [g.runner for g in self.groups], self.agent_names, self.ctx,
+                                    keys_dir=keys_dir)
+        self.paused: list[Group] = []             # groups waiting for a learner to take its segments
+        self.stopping = False
+        self.versions: dict[str, int] = {}        # per agent: the newest policy version seen in a reply
+        self.latencies: deque = deque(maxlen=4096)  # seconds per group step, request out to last reply in
         self.workers: dict[bytes, Worker] = {}
         self.waiting: list[Request] = []          # requests with no live worker for their agent
-        self._buffers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._buffers: dict[tuple[int, int], np.ndarray] = {}    # packed_buffer per (group, agent)
         self._seq = 0
         self.counters = {"bad_messages": 0, "late_replies": 0, "resent": 0, "workers_lost": 0,
                          "requests": 0}
@@ -154,21 +155,28 @@ class GameServer:
                                                  "agents": self.agent_names}))
 
     def _gather(self, req: Request) -> tuple[np.ndarray, np.ndarray]:
-        """The request's rows, copied into buffers kept per (group, agent): no allocation per step.
+        """The request's rows, copied into a buffer kept per (group, agent): no allocation per step, and
+        laid out as the wire wants it (``protocol.packed``), so ``encode`` sends it without a copy.
 
         A buffer is reused only for the next step of its group, when the previous message from it has
         long been sent and answered (a re-send gathers the same rows again: same bytes)."""
         runner = self.groups[req.group].runner
         key = (req.group, req.agent)
         n = req.rows.size
-        bufs = self._buffers.get(key)
         obs_rows, mask_rows = runner.rows
-        if bufs is None or bufs[0].shape[0] < n:
-            bufs = (np.empty((n,) + obs_rows.shape[1:], obs_rows.dtype),
-                    np.empty((n,) + mask_rows.shape[1:], mask_rows.dtype))
-            self._buffers[key] = bufs
-        obs, mask = bufs[0][:n], bufs[1][:n]
-        np.take(obs_rows, req.rows, axis=0, out=obs)
+        cut = runner.obs_of(req.rows) if runner.split_teams else None     # a team's rows, cut to its space
+        specs = {"obs": (obs_rows.dtype, (n,) + (obs_rows.shape[1:] if cut is None else cut.shape[1:])),
+                 "mask": (mask_rows.dtype, (n,) + mask_rows.shape[1:])}
+        buf = self._buffers.get(key)
+        need = layout(list(specs.values()))[1]
+        if buf is None or buf.nbytes < need:      # first use, or more rows than before
+            buf = self._buffers[key] = packed_buffer(need)
+        views = packed(specs, buf)
+        obs, mask = views["obs"], views["mask"]
+        if cut is None:
+            np.take(obs_rows, req.rows, axis=0, out=obs)
+        else:
+            obs[...] = cut
         np.take(mask_rows, req.rows, axis=0, out=mask)
         return obs, mask
 
@@ -192,10 +200,16 @@ class GameServer:
             self._lose(w, "its socket is gone")
 
     def _ask(self, group: Group) -> None:
-        """Send this step's requests of ``group``; a step that needs none is finished at once."""
+        """Send this step's requests of ``group``; a step that needs none is finished at once. While a
+        learner cannot take the segments waiting for it, the group pauses instead (``resume``)."""
         while True:
+            if self.feed is not None and self.feed.blocked():
+                self.paused.append(group)
+                return
             runner = group.runner
-            for i, rows in runner.begin_step():
+            group.asked = runner.begin_step()
+            group.asked_at = time.perf_counter()
+            for i, rows in group.asked:
                 self._seq += 1
                 seed = int(np.random.SeedSequence([self.seed, group.index, runner.steps, i]).generate_state(1)[0])
                 req = Request(group.index, i, rows, self._seq, seed)
@@ -208,12 +222,31 @@ class GameServer:
     def _step_group(self, group: Group) -> bool:
         """Step ``group`` with the actions collected; returns whether it should go on."""
         runner = group.runner
-        new = runner.account(runner.end_step())
+        if group.asked:                         # request out to last reply in
+            self.latencies.append(time.perf_counter() - group.asked_at)
+        finished = runner.end_step()
+        new = runner.account(finished)          # counted, and re-seated when a seating policy is given
+        if self.feed is not None:
+            self.feed.stepped(group.index, finished, group.asked)
         if self.spectators is not None:
             self.spectators.publish(group.index, runner.game, runner.steps)
         self.on_progress(self, new)
-        group.finished = runner.done
+        group.finished = runner.done or self.stopping
         return not group.finished
+
+    def resume(self) -> None:
+        """Ask for the next step of the paused groups once their learners can take segments again."""
+        if self.paused and (self.stopping or not self.feed.blocked()):
+            paused, self.paused = self.paused, []
+            for group in paused:
+                if self.stopping:
+                    group.finished = True
+                else:
+                    self._ask(group)
+
+    def stop(self) -> None:
+        """Finish the steps in flight, then return from ``serve`` (training stops this way)."""
+        self.stopping = True
 
     # -- receiving ---------------------------------------------------------------------------------
     def _lose(self, w: Worker, why: str) -> None:
@@ -278,12 +311,29 @@ class GameServer:
             runner.fault(req.agent, req.rows, "its worker answered without actions")
         else:
             runner.take(req.agent, req.rows, msg.arrays["actions"])
+            if self.feed is not None and self.feed.learns(req.agent):
+                self._record(req, msg)
         if not group.pending and self._step_group(group):
             self._ask(group)
+
+    def _record(self, req: Request, msg: Message) -> None:
+        """A learning policy's accepted reply goes into its trajectories: the actions applied, their
+        log-probabilities and the version that produced them (a reply without them is counted)."""
+        logp, version = msg.arrays.get("logp"), msg.meta.get("version")
+        if logp is None or logp.shape != (req.rows.size,) or logp.dtype != np.float32 or not np.isfinite(logp).all() \
+                or not isinstance(version, int) or isinstance(version, bool) or version < 0:
+            self.feed.counters["unrecorded_replies"] += 1
+            return
+        runner = self.groups[req.group].runner
+        self.feed.decided(req.group, req.agent, req.rows, runner.actions_of(req.rows), logp, version,
+                          exact=msg.meta.get("precision", "fp32") == "fp32")
+        name = self.agent_names[req.agent]
+        self.versions[name] = max(version, self.versions.get(name, -1))
 
     def _tick(self, now: float) -> None:
         if self.spectators is not None:
             self.spectators.poll()
+        self.on_tick(self)
         for w in list(self.workers.values()):
             if now - w.last_seen > self.liveness:
                 self._lose(w, f"silent for {now - w.last_seen:.1f} s")
@@ -295,14 +345,22 @@ class GameServer:
         runners = [g.runner for g in self.groups]
         games = sum(r.games for r in runners)
         agent_steps = sum(r.agent_steps for r in runners)
+        lat = np.percentile(np.fromiter(self.latencies, float), [50, 99]) * 1e3 if self.latencies else (0.0, 0.0)
         return {"matches": games, "matches_per_s": games / elapsed, "agent_steps": agent_steps,
+                "step_latency_p50_ms": round(float(lat[0]), 3), "step_latency_p99_ms": round(float(lat[1]), 3),
                 "agent_steps_per_s": agent_steps / elapsed, "wait_s": self.wait_seconds,
                 "queue": len(self.waiting) + sum(len(w.inflight) for w in self.workers.values()),
-                "workers": sum(w.ready for w in self.workers.values()), **self.counters}
+                "workers": sum(w.ready for w in self.workers.values()), **self.counters,
+                **({**{f"version.{k}": v for k, v in self.versions.items()}, "paused_groups": len(self.paused),
+                    **self.feed.stats()}
+                   if self.feed is not None else {})}
 
     # -- the loop ----------------------------------------------------------------------------------
     def on_progress(self, server: "GameServer", new_games: int) -> None:
         """Called after each group step with the games just counted; replace to show progress."""
+
+    def on_tick(self, server: "GameServer") -> None:
+        """Called every heartbeat interval (also while waiting); replace to watch or to ``stop``."""
 
     def serve(self) -> dict:
         """Play until every group meets its stop rule; returns the summary (as ``arena run``)."""
@@ -334,47 +392,29 @@ class GameServer:
                             continue
                         ident = frames[0].bytes
                         try:
-                            msg = decode(frames[1:])
+                            msg = decode(frames[1:], max_bytes=self.max_reply_bytes)
                         except ProtocolError:
                             self.counters["bad_messages"] += 1
                             continue
                         self._handle(ident, msg, now)
+                if self.paused:
+                    self.resume()
                 if now >= next_tick:
                     self._tick(now)
                     next_tick = now + HEARTBEAT_INTERVAL
                 if now >= next_stats:
                     self.pub.send_multipart(encode(Message("stats", sender="server", meta={
-                        k: (float(v) if isinstance(v, float) else v) for k, v in self.stats().items()})))
+                        k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in self.stats().items()})))
                     next_stats = now + STATS_INTERVAL
         finally:
             self.seconds = time.perf_counter() - self.started
         return self.summary()
 
     def summary(self) -> dict:
+        from server.play.summary import fold_summaries
+
         runners = [g.runner for g in self.groups]
-        first = runners[0]
-        out = first.summary(self.arena, getattr(self, "seconds", time.perf_counter() - self.started))
-        # fold the other groups into the first group's figures
-        for r in runners[1:]:
-            s = r.summary(self.arena, 1.0)
-            for name, res in s["results"].items():
-                for k, v in res.items():
-                    out["results"][name][k] += v
-            for key, p in s["pairings"].items():
-                q = out["pairings"].setdefault(key, {"first_wins": 0, "second_wins": 0, "draws": 0})
-                for k in q:
-                    q[k] += p[k]
-            for f in s["forfeits"]:
-                same = [g for g in out["forfeits"] if g["agent"] == f["agent"] and g["reason"] == f["reason"]]
-                if same:
-                    same[0]["matches"] += f["matches"]
-                else:
-                    out["forfeits"].append(f)
-        out["matches"] = sum(r.games for r in runners)
-        out["slots"] = sum(r.game.num_matches for r in runners)
-        out["steps"] = max(r.steps for r in runners)
-        out["agent_steps"] = sum(r.agent_steps for r in runners)
-        out["agent_steps_per_s"] = round(out["agent_steps"] / out["seconds"], 1) if out["seconds"] > 0 else None
+        out = fold_summaries(self.arena, runners, getattr(self, "seconds", time.perf_counter() - self.started))
         out["groups"] = len(runners)
         out["startup_seconds"] = round(self.startup_seconds, 3)
         out["server"] = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.stats().items()}
@@ -390,7 +430,10 @@ class GameServer:
         time.sleep(0.05)
         self.sock.close(0)
         self.pub.close(0)
+        if self.feed is not None:
+            self.feed.close()
         if self.spectators is not None:
             self.spectators.close()
-        if self.auth is not None:
-            self.auth.stop()
+        if self.keys_dir:
+            from server.net.endpoints import stop_authenticator
+            stop_authenticator(self.ctx)

@@ -12,45 +12,30 @@ connect4, a masked one, forfeits the matches concerned (all of its rows in that 
 fault, only the bad rows' matches otherwise): the match counts as a loss for it and a win for the
 opponent, is listed under ``forfeits`` with the reason, and its slot starts a new match. An isolated
 agent that hangs past its deadline or whose process dies is disqualified: that call's matches and every
-later one it would play are forfeited. Everyone else's matches go on untouched.
+later one it would play are forfeited. Everyone else's matches go on untouched. The summary's
+``forfeits`` count the forfeits among the counted games (the ones in the results table's losses) and,
+apart, those in games past the stop rule's count (``uncounted``: a slot that restarted after its
+counted game and was forfeited again).
 """
 from __future__ import annotations
 
 import itertools
 import re
 import sys
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from agents.base import Agent
-from agents.check import AgentFault, describe, validate_actions
+from agents.check import AgentFault, describe, neutral_action, validate_actions
 from agents.loader import adapt
 from simcore.game import DRAW, BatchedGame
+
+from .summary import AgentTotals
 
 FORFEIT = -2  # a pseudo-team in the forfeit bookkeeping: "nobody forfeited"
 _EMPTY = np.zeros(0, dtype=np.int64)
 NONE_COUNTED = (_EMPTY, _EMPTY, _EMPTY, _EMPTY.astype(np.bool_))
-
-
-@dataclass
-class AgentTotals:
-    wins: int = 0
-    losses: int = 0
-    draws: int = 0
-    forfeits: int = 0
-    stats: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def games(self) -> int:
-        return self.wins + self.losses + self.draws
-
-    def as_dict(self) -> dict:
-        d = {"wins": self.wins, "losses": self.losses, "draws": self.draws, "games": self.games,
-             "forfeits": self.forfeits}
-        d.update({k: (int(v) if float(v).is_integer() else float(v)) for k, v in self.stats.items()})
-        return d
 
 
 def seat_plan(num_matches: int, num_agents: int, num_teams: int) -> np.ndarray:
@@ -90,18 +75,27 @@ class MatchRunner:
         self.warn = warn or (lambda text: print(text, file=sys.stderr))
         n, a = game.num_matches, game.num_agents
         self.team_agent = seat_plan(n, len(agents), game.num_teams)
-        self.seat_owner = self.team_agent[:, game.seat_team]          # (N, A)
-        self._owner_flat = self.seat_owner.reshape(-1)
+        #: ``seating(slots, team_agent) -> team_agent``: who plays each slot's next match (None: as before)
+        self.seating: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+        self.seat_owner = np.ascontiguousarray(self.team_agent[:, game.seat_team])    # (N, A)
+        self._owner_flat = self.seat_owner.reshape(-1)          # a view: ``reseat`` writes through it
         self._obs_flat = game.obs.reshape((n * a,) + game.obs_shape)
         self._mask_flat = game.action_mask.reshape(n * a, -1)
-        self._actions = np.zeros((n, a), dtype=np.int64)
-        self._actions_flat = self._actions.reshape(-1)
+        self._actions = np.zeros_like(game.actions)
+        self._actions_flat = self._actions.reshape((n * a,) + tuple(game.action_shape))
+        # teams that observe different things (tag) are asked apart, each with its rows cut to its space
+        self._seat_team_flat = np.tile(game.seat_team, n)
+        self.split_teams = any(sp.shape != tuple(game.obs_shape) for sp in game.team_observation_spaces)
         self._hooks_end = [_overrides(ag, "on_match_end") for ag in agents]
         self._hooks_start = [_overrides(ag, "on_match_start") for ag in agents]
         self.totals = [AgentTotals(stats={s: 0.0 for s in game.stat_names}) for _ in agents]
         self.pairings: dict[tuple[int, int], list[int]] = {}
-        self.forfeit_log: dict[tuple[int, str], int] = {}   # (agent, reason) -> matches forfeited
+        self.forfeit_log: dict[tuple[int, str], int] = {}   # (agent, reason) -> matches forfeited, all of them
+        #: (agent, reason) -> the forfeits among the counted games (what the results table holds)
+        self.counted_forfeits: dict[tuple[int, str], int] = {}
         self._forfeit_kinds: dict[tuple[int, str], str] = {}
+        self._reason_keys: list[tuple[int, str]] = []        # reason id -> (agent, reason)
+        self._reason_ids: dict[tuple[int, str], int] = {}
         self.disqualified: dict[int, str] = {}
         self.counted = np.zeros(n, dtype=np.bool_)
         self.games = 0
@@ -110,9 +104,12 @@ class MatchRunner:
         self._outcome_chunks: list[np.ndarray] = []
         #: ``(slots, winner, length, forfeited)`` of the games counted by the last ``record`` call
         self.last_counted: tuple[np.ndarray, ...] = NONE_COUNTED
+        self.last_ended: tuple[np.ndarray, ...] = (_EMPTY, np.zeros((0, game.num_teams), np.int64), _EMPTY)
         self._forfeit_team = np.full(n, FORFEIT, dtype=np.int64)   # per slot this step: the team that forfeits
         self._forfeit_len = np.zeros(n, dtype=np.int64)
         self._ended_forfeit = self._forfeit_team.copy()   # the forfeits of the last ended step, for record()
+        self._forfeit_reason = np.full((n, game.num_teams), -1, dtype=np.int64)   # per slot and team: reason id
+        self._ended_reason = self._forfeit_reason.copy()
         self._asked_rows = 0
 
     @property
@@ -120,6 +117,17 @@ class MatchRunner:
         """Views of the game's observations and action masks with one row per flat seat
         ``match * num_agents + seat`` (what ``begin_step``'s row indices index)."""
         return self._obs_flat, self._mask_flat
+
+    def actions_of(self, rows: np.ndarray) -> np.ndarray:
+        """The actions stored for ``rows`` this step (after validation: forfeited rows hold stand-ins)."""
+        return self._actions_flat[rows].copy()
+
+    def obs_of(self, rows: np.ndarray) -> np.ndarray:
+        """The observations of ``rows`` (all of one team when ``split_teams``), cut to that team's space."""
+        if not self.split_teams or rows.size == 0:
+            return self._obs_flat[rows]
+        team = int(self._seat_team_flat[rows[0]])
+        return np.ascontiguousarray(self._obs_flat[rows][(slice(None),) + self.game.team_obs_index(team)])
 
     def reset(self, seed: int) -> None:
         self.game.reset(seed=seed)
@@ -146,13 +154,21 @@ class MatchRunner:
                       f"it forfeits the matches concerned and the run goes on")
         key = (i, self._forfeit_kinds[kind])
         self.forfeit_log[key] = self.forfeit_log.get(key, 0) + int(slots.size)
+        if key not in self._reason_ids:
+            self.counted_forfeits[key] = 0
+            self._reason_ids[key] = len(self._reason_keys)
+            self._reason_keys.append(key)
+        self._forfeit_reason[slots, team] = self._reason_ids[key]
         # a legal stand-in move keeps the engine's rules intact until the slot is reset after the step
-        self._actions_flat[rows] = np.argmax(self._mask_flat[rows] != 0, axis=1)
+        if self.game.continuous_actions:
+            self._actions_flat[rows] = neutral_action(self.game.single_action_space)
+        else:
+            self._actions_flat[rows] = np.argmax(self._mask_flat[rows] != 0, axis=1)
 
     def take(self, i: int, rows: np.ndarray, out) -> None:
         """Agent ``i``'s answer for ``rows``: validated, bad rows forfeited, good ones stored."""
         try:
-            actions, bad = validate_actions(out, self._mask_flat[rows])
+            actions, bad = validate_actions(out, self._mask_flat[rows], self.game.single_action_space)
         except AgentFault as exc:
             self._forfeit(i, rows, str(exc))
             return
@@ -162,13 +178,15 @@ class MatchRunner:
 
     # -- one step ----------------------------------------------------------------------------------
     def begin_step(self) -> list[tuple[int, np.ndarray]]:
-        """Which agent must act on which rows this step: ``[(agent index, flat rows)]``.
+        """Which agent must act on which rows this step: ``[(agent index, flat rows)]``, one entry per
+        agent, or per (agent, team) when the teams observe different things (``split_teams``).
 
         Disqualified agents are not asked: their rows are forfeited at once."""
         game = self.game
         active = game.active.reshape(-1)
         self._asked_rows = int(np.count_nonzero(active))
         self._forfeit_team[:] = FORFEIT
+        self._forfeit_reason[:] = -1
         single = len(self.agents) == 1
         asked: list[tuple[int, np.ndarray]] = []
         for i, agent in enumerate(self.agents):
@@ -180,7 +198,11 @@ class MatchRunner:
             if i in self.disqualified:
                 self._forfeit(i, rows, self.disqualified[i])
                 continue
-            asked.append((i, rows))
+            if self.split_teams:
+                team = self._seat_team_flat[rows]
+                asked.extend((i, rows[team == t]) for t in range(game.num_teams) if (team == t).any())
+            else:
+                asked.append((i, rows))
         return asked
 
     def fault(self, i: int, rows: np.ndarray, reason: str, disqualify: bool = False) -> None:
@@ -196,6 +218,7 @@ class MatchRunner:
         self.steps += 1
         self.agent_steps += self._asked_rows
         np.copyto(self._ended_forfeit, self._forfeit_team)
+        np.copyto(self._ended_reason, self._forfeit_reason)
         forfeited = np.flatnonzero(self._forfeit_team != FORFEIT)
         if forfeited.size:
             # slots that ended by the rules this same step were reset already; the rest restart now
@@ -211,7 +234,7 @@ class MatchRunner:
             agent = self.agents[i]
             if getattr(agent, "isolated", False):
                 try:
-                    agent.send(self._obs_flat[rows], self._mask_flat[rows])
+                    agent.send(self.obs_of(rows), self._mask_flat[rows])
                 except AgentFault as exc:
                     self.fault(i, rows, str(exc), disqualify=True)
 
@@ -222,7 +245,7 @@ class MatchRunner:
             if getattr(agent, "isolated", False) or i in self.disqualified:
                 continue
             try:
-                out = agent.act(self._obs_flat[rows], self._mask_flat[rows])
+                out = agent.act(self.obs_of(rows), self._mask_flat[rows])
             except Exception as exc:
                 self.fault(i, rows, describe(exc))
                 continue
@@ -270,6 +293,10 @@ class MatchRunner:
                 losses = count((winner != team) & (winner != DRAW) | lost_by_forfeit, ag)
                 draws = count((winner == DRAW) & ~lost_by_forfeit, ag)
                 forfeits = count(lost_by_forfeit, ag)
+                why = self._ended_reason[slots[lost_by_forfeit], team]
+                for r, c in enumerate(np.bincount(why[why >= 0], minlength=len(self._reason_keys))):
+                    if c:
+                        self.counted_forfeits[self._reason_keys[r]] += int(c)
                 stats = [np.bincount(ag[natural], weights=game.episode_stats[slots[natural], team, j], minlength=k)
                          for j in range(len(game.stat_names))]
                 for i, t in enumerate(self.totals):
@@ -289,7 +316,14 @@ class MatchRunner:
             self._outcome_chunks.append(np.stack([slots, winner, length], axis=1))
             self.last_counted = (slots, winner, length, ~natural)
             self.games += int(slots.size)
-        self._tell_agents(slots if all_finished is None else all_finished)
+        ended = slots if all_finished is None else all_finished
+        self._tell_agents(ended, start=False)
+        #: ``(slots, team_agent, winner)`` of every match that ended in the last step, counted or not,
+        #: as seated before re-seating (winner: the team, -1 for a draw, forfeits included)
+        self.last_ended = (ended, self.team_agent[ended].copy(), self.winners(ended))
+        if self.seating is not None and ended.size:
+            self.reseat(ended, self.seating(ended, self.team_agent[ended]))
+        self._tell_agents(ended, end=False)
 
     @property
     def outcomes(self) -> list[tuple[int, int, int]]:
@@ -298,8 +332,24 @@ class MatchRunner:
             return []
         return [tuple(r) for r in np.concatenate(self._outcome_chunks).tolist()]
 
-    def _tell_agents(self, finished: np.ndarray) -> None:
-        if finished.size == 0 or not (any(self._hooks_end) or any(self._hooks_start)):
+    def winners(self, slots: np.ndarray) -> np.ndarray:
+        """The winning team of the matches of ``slots`` that ended in the last step (-1 a draw), a forfeit
+        losing the match for the team that forfeited."""
+        ff = self._ended_forfeit[slots]
+        return np.where(ff == FORFEIT, self.game.episode_winner[slots].astype(np.int64),
+                        np.where(ff < 0, DRAW, 1 - ff))
+
+    def reseat(self, slots: np.ndarray, team_agent: np.ndarray) -> None:
+        """Seat ``team_agent`` (``(len(slots), num_teams)`` agent indices) in ``slots`` for their next match."""
+        team_agent = np.asarray(team_agent, dtype=np.int64)
+        if team_agent.shape != (len(slots), self.game.num_teams) or team_agent.min(initial=0) < 0 \
+                or team_agent.max(initial=0) >= len(self.agents):
+            raise ValueError(f"seating: expected agent indices of shape ({len(slots)}, {self.game.num_teams})")
+        self.team_agent[slots] = team_agent
+        self.seat_owner[slots] = team_agent[:, self.game.seat_team]
+
+    def _tell_agents(self, finished: np.ndarray, end: bool = True, start: bool = True) -> None:
+        if finished.size == 0 or not ((end and any(self._hooks_end)) or (start and any(self._hooks_start))):
             return
         seated = self.team_agent[finished]                     # (F, T)
         ff = self._ended_forfeit[finished]
@@ -315,9 +365,9 @@ class MatchRunner:
             team = np.argmax(sits[mine], axis=1)
             w = winner[mine]
             outcome = np.where(w == DRAW, 0, np.where(w == team, 1, -1)).astype(np.int8)
-            if self._hooks_end[i]:
+            if end and self._hooks_end[i]:
                 agent.on_match_end(finished[mine], outcome)
-            if self._hooks_start[i]:
+            if start and self._hooks_start[i]:
                 agent.on_match_start(finished[mine])
 
     def stop_rule(self, games: int | None = None, steps: int | None = None) -> None:
@@ -380,23 +430,6 @@ class MatchRunner:
                 pass
 
     def summary(self, arena: str, seconds: float, **extra) -> dict:
-        results = {name: t.as_dict() for name, t in zip(self.names, self.totals)}
-        pairings = {}
-        for (i, j), (w0, w1, d) in sorted(self.pairings.items()):
-            pairings[f"{self.names[i]} vs {self.names[j]}"] = {"first_wins": w0, "second_wins": w1, "draws": d}
-        forfeits = [{"agent": self.names[i], "arena": arena, "reason": reason, "matches": count}
-                    for (i, reason), count in self.forfeit_log.items()]
-        out = {
-            "arena": arena,
-            "matches": self.games,
-            "slots": self.game.num_matches,
-            "steps": self.steps,
-            "agent_steps": self.agent_steps,
-            "seconds": round(seconds, 6),
-            "agent_steps_per_s": round(self.agent_steps / seconds, 1) if seconds > 0 else None,
-            "results": results,
-            "pairings": pairings,
-            "forfeits": forfeits,
-        }
-        out.update(extra)
-        return out
+        """The run's figures (``arena run --json``): results per agent, pairings, forfeits, throughput."""
+        from .summary import summarize
+        return summarize(self, arena, seconds, **extra)

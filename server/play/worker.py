@@ -2,14 +2,32 @@
 
     arena worker --connect tcp://HOST:PORT [--connect ...] [--agents A,B] [--keys DIR]
 
-The worker connects a DEALER socket to each server and says ``hello`` with the agents it offers
-(``*``: whatever the server plays). The server answers ``hello`` with its arena, options and agent
-names; the worker builds those agents (once per arena configuration, shared between servers that
-play the same one) and starts heartbeating, which tells the server it is ready. Then it answers
-``act`` requests: every row of one agent in a request is answered by one ``act`` call (one forward
-pass for a neural policy). With ``join=True`` (``--join``), requests for the same agent that are
-waiting together, from any server or match group, are joined into one call as well, for bigger GPU
-batches; that gives up bit-for-bit reproducibility, since the joined rows depend on timing.
+The worker connects a DEALER socket to each server and says ``hello`` with the agents it offers. The
+server answers ``hello`` with its arena, options and agent names; the worker builds those of them it
+serves (once per arena configuration, shared between servers that play the same one) and starts
+heartbeating with their names, which tells the server it is ready. Then it answers ``act`` requests:
+every row of one agent in a request is answered by one ``act`` call (one forward pass for a neural
+policy). With ``join=True`` (``--join``), requests for the same agent that are waiting together, from
+any server or match group, are joined into one call as well, for bigger GPU batches; that gives up
+bit-for-bit reproducibility, since the joined rows depend on timing.
+
+Data never chooses code. What a server names is data: the worker imports nothing because a server
+asked for it. It serves
+
+- with ``--agents A,B``: exactly the agents on its own command line (a file agent among them runs in
+  a process of its own with a deadline per call, ``server.play.isolated``, as under ``arena run``,
+  unless ``--trust``);
+- without ``--agents`` (or with ``*`` among them, as well): the agents that load no code of anyone's
+  choosing: the built-in ones, installed entry points (``arena.agents``) and ``ckpt:`` weights for our
+  own policy classes.
+
+A server that names anything else gets no worker for it (the worker says so in its log). Likewise
+the arena: a registry arena (built-in or installed entry point), or one named with ``--arena SPEC``
+on the worker's command line; a server naming another is refused (``bye``), nothing imported.
+
+Every message from a server is decoded (``server.net.protocol``; the socket caps each frame at
+``MAX_MESSAGE_BYTES``) and an ``act`` request checked against the game before use: a bad one is
+dropped and counted (``stats["bad_messages"]``), never the end of the worker.
 
 A request's ``meta["seed"]`` is handed to ``agent.reseed(seed)`` when the agent has that method, so
 a batch that the server re-sends to another worker after a failure gets the same actions.
@@ -25,8 +43,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import zmq
 
-from agents.check import describe
-from server.net.protocol import DTYPES, Message, ProtocolError, decode, encode
+from agents.check import AgentFault, describe
+from server.net.protocol import DTYPES, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
 
 #: seconds between heartbeats to each server (the server declares a worker dead after
 #: ``HEARTBEAT_LIVENESS`` seconds of silence; 0.1-0.5 s keeps detection near a second)
@@ -42,27 +60,55 @@ class Link:
     configured: bool = False
     config_key: str = ""
     agents: dict = field(default_factory=dict)      # agent name -> Agent
+    game: object = None                             # a one-match game of the server's arena, for checks
     last_hello: float = 0.0
     last_beat: float = 0.0
+
+
+class _Answered(Exception):
+    """Control flow: the replies of a batch are made (a learning policy's, with log-probabilities)."""
+
+
+class SetupRefused(ValueError):
+    """What a server asked for is not something this worker will do (one line for its log)."""
 
 
 class PolicyWorker:
     def __init__(self, connect: list[str], agents: list[str] | None = None, keys_dir: str | None = None,
                  agent_args: list[str] | None = None, name: str | None = None, exit_when_done: bool = False,
-                 join: bool = False, log=None):
+                 join: bool = False, log=None, trust: bool = False, arenas: list[str] | None = None,
+                 agent_timeout: float = 5.0, learners: dict[str, str] | None = None, past_every: int = 10,
+                 past_pool: int = 8, device: str = "auto", precision: str = "fp32", compile: bool = False):
         self.join = join
-        self.offer = agents or ["*"]
+        #: the agents named on the command line, and whether the registry's are served too (no
+        #: --agents, or ``*`` among them: built-ins, installed entry points and ckpt: weights)
+        self.offer = [a for a in agents or [] if a != "*"]
+        self.registry_agents = not agents or "*" in agents
+        self.trust = bool(trust)
+        self.extra_arenas = list(arenas or [])
+        self.agent_timeout = float(agent_timeout)
         self.agent_args = agent_args or []
+        #: learning policies served from their learners' parameter broadcasts (name -> PUB endpoint), and
+        #: ``past``: frozen snapshots of them (``server.play.policies``); both only when named in --agents
+        self.learner_endpoints = dict(learners or {})
+        self.past_every, self.past_pool, self.device = int(past_every), int(past_pool), device
+        #: the copy our neural policies act with (``agents.inference``: fp32, bf16 or int8; compiled or not)
+        self.precision, self.compile = precision, bool(compile)
+        self.keys_dir = keys_dir
+        self.learning: dict[str, object] = {}       # name -> LearningPolicy
+        self.pool = None                            # SnapshotPool, when "past" is served
         self.name = name or f"worker-{os.getpid()}"
         self.exit_when_done = exit_when_done
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.ctx = zmq.Context.instance()
         self.links: list[Link] = []
         self._agent_cache: dict[tuple[str, str], object] = {}
-        self.stats = {"requests": 0, "rows": 0, "batches": 0, "bad_messages": 0, "errors": 0}
+        self._refused: set[str] = set()
+        self.stats = {"requests": 0, "rows": 0, "batches": 0, "bad_messages": 0, "errors": 0, "refused": 0}
         for endpoint in connect:
             sock = self.ctx.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             sock.setsockopt_string(zmq.IDENTITY, f"{self.name}-{len(self.links)}")
             if keys_dir:
                 from server.net.endpoints import secure_client
@@ -71,13 +117,89 @@ class PolicyWorker:
             self.links.append(Link(endpoint, sock))
 
     # -- configuration ---------------------------------------------------------------------------
-    def _configure(self, link: Link, msg: Message) -> None:
-        from agents.loader import load_agent, split_agent_args
+    def may_serve(self, name: str) -> bool:
+        """Whether this worker serves agent ``name`` when a server asks (see the module docstring)."""
+        from agents.loader import kind
+        from agents.registry import UnknownAgent
+
+        spec = name.split("#")[0]
+        if name in self.learner_endpoints or (name == "past" and self.learner_endpoints):
+            return name in self.offer
+        if name in self.offer or spec in self.offer:
+            return True
+        try:
+            return self.registry_agents and kind(spec) in ("builtin", "entry_point", "ckpt")
+        except UnknownAgent:
+            return False
+
+    def _arena(self, arena) -> str:
+        """The arena a server names, if this worker may build it (registry, or ``--arena`` given here)."""
         import arenas
 
-        arena, options = msg.meta.get("arena"), json.loads(msg.meta.get("options", "{}"))
+        if not isinstance(arena, str) or not (arena in arenas.names() or arena in self.extra_arenas):
+            raise SetupRefused(f"the server plays arena {arena!r}, which is not in the registry: a server "
+                               f"cannot make a worker import code; to play it, name it on this worker's "
+                               f"command line (--arena SPEC)")
+        return arena
+
+    def _load(self, name: str, arena: str, options: dict, game, args: dict):
+        from agents.loader import kind, load_agent
+
+        if name in self.learner_endpoints:
+            from server.play.policies import LearningPolicy
+            policy = LearningPolicy(name, self.learner_endpoints[name], game, self.ctx, device=self.device,
+                                    keys_dir=self.keys_dir, seed=len(self.learning), precision=self.precision,
+                                    compile=self.compile)
+            policy.on_version = lambda vec, version, layout, p=policy: self._snapshot(p, vec, version, layout)
+            self.learning[name] = policy
+            return policy
+        if name == "past" and self.learner_endpoints:
+            from server.play.policies import SnapshotPool
+            self.pool = SnapshotPool(game, every=self.past_every, size=self.past_pool, device=self.device)
+            return self.pool
+        spec = name.split("#")[0]
+        if kind(spec) == "file" and not self.trust:
+            from server.play.isolated import IsolatedAgent
+            return IsolatedAgent(spec, arena, options, seed=0, args=args, timeout=self.agent_timeout)
+        agent = load_agent(spec, game, seed=0, args=args)
+        if hasattr(agent, "use_inference") and (self.precision != "fp32" or self.compile):
+            agent.use_inference(self.precision, self.compile)      # a ckpt: policy acts with the compressed copy
+        return agent
+
+    def _snapshot(self, policy, vec, version: int, layout: dict) -> None:
+        """The first learner's versions feed the ``past`` pool (the learners' parameters stay close by gossip)."""
+        if self.pool is not None and policy is next(iter(self.learning.values())):
+            self.pool.offer(vec, version, layout)
+
+    def _refresh(self, wait: float = 0.0) -> None:
+        """Swap in the learners' newest parameters: called between batches, never during one."""
+        for policy in self.learning.values():
+            policy.refresh(wait if not policy.ready else 0.0)
+
+    @property
+    def ready(self) -> bool:
+        """Ready to act: every learning policy has parameters (and ``past`` its first snapshot)."""
+        return all(p.ready for p in self.learning.values()) and (self.pool is None or self.pool.ready)
+
+    def _configure(self, link: Link, msg: Message) -> None:
+        from agents.loader import split_agent_args
+        import arenas
+
+        arena = self._arena(msg.meta.get("arena"))
+        try:
+            options = json.loads(msg.meta.get("options") or "{}")
+        except (TypeError, ValueError):
+            options = None
         names = msg.meta.get("agents") or []
-        serve = [n for n in names if "*" in self.offer or n in self.offer]
+        if not isinstance(options, dict) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise SetupRefused("the server's hello has no valid options or agent names")
+        serve = [n for n in names if self.may_serve(n)]
+        for n in names:
+            if n not in serve and n not in self._refused:
+                self._refused.add(n)
+                self.stats["refused"] += 1
+                self.log(f"{self.name}: not serving {n!r} for {link.endpoint}: a server cannot make a worker "
+                         f"load code; name it on this worker's command line (--agents) to serve it")
         key = json.dumps([arena, options], sort_keys=True)
         game = arenas.get(arena).game(num_matches=1, **options)
         args = split_agent_args(self.agent_args, serve) if self.agent_args else {n: {} for n in serve}
@@ -85,39 +207,58 @@ class PolicyWorker:
         for n in serve:
             cache_key = (key, n)
             if cache_key not in self._agent_cache:
-                agent = load_agent(n.split("#")[0], game, seed=0, args=args.get(n, {}))
+                agent = self._load(n, arena, options, game, args.get(n, {}))
                 agent.name = n
                 self._agent_cache[cache_key] = agent
             link.agents[n] = self._agent_cache[cache_key]
         # one act per agent on a one-match game: JIT compiles happen now, not inside a timed request
         # (a worker busy compiling for more than a second would look dead to the server)
-        game.reset(seed=0)
-        rows = game.active.reshape(-1)
-        obs = game.obs.reshape((-1,) + game.obs_shape)[rows]
-        mask = game.action_mask.reshape(rows.size, -1)[rows]
+        self._refresh(wait=0.2)
         for agent in link.agents.values():
-            try:
-                agent.act(obs, mask)
-            except Exception:
-                pass  # a broken agent shows its fault on the first real request
+            if not getattr(agent, "ready", True):
+                continue                        # a learning policy before its first parameters
+            for obs, mask in warm_rows(game):
+                try:
+                    agent.act(obs, mask)
+                except Exception:
+                    pass  # a broken agent shows its fault on the first real request
+        link.game = game
         link.configured, link.config_key = True, key
-        self.log(f"{self.name}: serving {', '.join(serve) or 'nothing'} for {arena} at {link.endpoint}")
+        self.log(f"{self.name}: serving {', '.join(link.agents) or 'nothing'} for {arena} at {link.endpoint}")
+
+    def _bad_request(self, link: Link, msg: Message) -> str:
+        """Why an ``act`` request cannot be served as it is ("" when it can)."""
+        name = msg.meta.get("agent")
+        if not isinstance(name, str) or name not in link.agents:
+            return f"this worker does not serve {name!r}"
+        obs, mask, game = msg.arrays.get("obs"), msg.arrays.get("mask"), link.game
+        if obs is None or mask is None or set(msg.arrays) != {"obs", "mask"}:
+            return "an act request holds obs and mask, nothing else"
+        shapes = {tuple(game.obs_shape)} | {tuple(sp.shape) for sp in game.team_observation_spaces}
+        if obs.ndim < 1 or obs.dtype != game.obs.dtype or obs.shape[1:] not in shapes:
+            return f"obs must be {game.obs.dtype} (n,) + one of {sorted(shapes)}"
+        if mask.ndim != 2 or mask.shape[0] != obs.shape[0] or mask.shape[1] != game.action_mask.shape[-1]:
+            return f"mask must be (n, {game.action_mask.shape[-1]}) for {obs.shape[0]} rows of obs"
+        return ""
 
     def _beat(self, link: Link, now: float) -> None:
         link.sock.send_multipart(encode(Message("heartbeat", sender=self.name,
-                                                meta={"agents": sorted(link.agents), "ready": True})))
+                                                meta={"agents": sorted(link.agents), "ready": self.ready})))
         link.last_beat = now
 
     # -- serving -----------------------------------------------------------------------------------
     def _serve(self, batch: list[tuple[Link, Message]]) -> None:
-        """Answer ``act`` requests, joining those for the same agent into one call."""
+        """Answer ``act`` requests, joining those for the same agent into one call. A learning policy's
+        reply also holds the log-probabilities of its actions and the version that chose them."""
+        self._refresh()
         groups: dict[int, list[tuple[Link, Message]]] = {}
         for link, msg in batch:
-            agent = link.agents.get(msg.meta.get("agent"))
-            if agent is None:
-                link.sock.send_multipart(encode(Message("error", seq=msg.seq, sender=self.name,
-                                                        meta={"error": f"this worker does not serve {msg.meta.get('agent')!r}"})))
+            why = self._bad_request(link, msg)
+            if why:
+                self._count_bad(link, why)
+                link.sock.send_multipart(encode(Message("error", seq=msg.seq, sender=self.name, meta={"error": why})))
                 continue
+            agent = link.agents[msg.meta["agent"]]
             groups.setdefault(id(agent) if self.join else id(msg), []).append((link, msg))
         for reqs in groups.values():
             link0, msg0 = reqs[0]
@@ -127,6 +268,9 @@ class PolicyWorker:
             try:
                 if hasattr(agent, "reseed") and "seed" in msg0.meta:
                     agent.reseed(int(msg0.meta["seed"]))
+                if hasattr(agent, "act_logp"):
+                    replies = self._learning_replies(agent, reqs, obs, mask)
+                    raise _Answered
                 if len(reqs) == 1:
                     outs = [np.asarray(agent.act(obs[0], mask[0]))]
                 else:
@@ -137,9 +281,11 @@ class PolicyWorker:
                     if out.dtype.name not in DTYPES:
                         raise TypeError(f"returned dtype {out.dtype}; actions must be integers")
                     replies.append((link, Message("actions", seq=msg.seq, sender=self.name, arrays={"actions": out})))
+            except _Answered:
+                pass
             except Exception as exc:
                 self.stats["errors"] += 1
-                text = str(exc) if str(exc).startswith("returned") else describe(exc)
+                text = str(exc) if str(exc).startswith("returned") or isinstance(exc, AgentFault) else describe(exc)
                 replies = [(link, Message("error", seq=msg.seq, sender=self.name, meta={"error": text}))
                            for link, msg in reqs]
             for link, reply in replies:
@@ -147,6 +293,22 @@ class PolicyWorker:
             self.stats["batches"] += 1
             self.stats["requests"] += len(reqs)
             self.stats["rows"] += sum(len(o) for o in obs)
+
+    def _learning_replies(self, policy, reqs, obs, mask) -> list:
+        out, logp, version = policy.act_logp(np.concatenate(obs) if len(obs) > 1 else obs[0],
+                                             np.concatenate(mask) if len(mask) > 1 else mask[0])
+        cuts = np.cumsum([len(o) for o in obs])[:-1]
+        return [(link, Message("actions", seq=msg.seq, sender=self.name, policy_version=version,
+                               arrays={"actions": a, "logp": lp},
+                               meta={"version": version, "precision": policy.precision}))
+                for (link, msg), a, lp in zip(reqs, np.split(out, cuts), np.split(logp, cuts))]
+
+    def _count_bad(self, link: Link, why: str) -> None:
+        """A message dropped: counted; said in the log for the first few and then every thousandth."""
+        self.stats["bad_messages"] += 1
+        n = self.stats["bad_messages"]
+        if n <= 10 or n % 1000 == 0:
+            self.log(f"{self.name}: dropped a bad message from {link.endpoint} ({n} so far): {why}")
 
     def run(self) -> int:
         poller = zmq.Poller()
@@ -159,12 +321,15 @@ class PolicyWorker:
                 if i in done:
                     continue
                 if not link.configured and now - link.last_hello >= HELLO_RETRY:
+                    offer = self.offer + (["*"] if self.registry_agents else [])
                     link.sock.send_multipart(encode(Message("hello", sender=self.name,
-                                                            meta={"role": "worker", "agents": self.offer})))
+                                                            meta={"role": "worker", "agents": offer})))
                     link.last_hello = now
                 elif link.configured and now - link.last_beat >= HEARTBEAT_INTERVAL:
                     self._beat(link, now)
             events = dict(poller.poll(int(HEARTBEAT_INTERVAL * 1000)))
+            if self.learning and not events:
+                self._refresh()                  # idle: new parameters (the first ones make us ready)
             batch: list[tuple[Link, Message]] = []
             for i, link in enumerate(self.links):
                 if link.sock not in events:
@@ -177,15 +342,15 @@ class PolicyWorker:
                     try:
                         msg = decode(frames)
                     except ProtocolError as exc:
-                        self.stats["bad_messages"] += 1
-                        self.log(f"{self.name}: dropped a bad message from {link.endpoint}: {exc}")
+                        self._count_bad(link, str(exc))
                         continue
                     if msg.type == "hello":
                         try:
                             self._configure(link, msg)
-                        except Exception as exc:
+                        except Exception as exc:   # what went wrong stays here: the server hears only "bye"
                             self.log(f"{self.name}: cannot serve {link.endpoint}: {exc}")
-                            link.sock.send_multipart(encode(Message("bye", sender=self.name, meta={"error": str(exc)})))
+                            link.sock.send_multipart(encode(Message("bye", sender=self.name,
+                                                                    meta={"error": "cannot serve this server"})))
                             done.add(i)
                             break
                         self._beat(link, time.monotonic())
@@ -207,3 +372,28 @@ class PolicyWorker:
             except zmq.ZMQError:
                 pass
             link.sock.close(0)
+        for agent in self._agent_cache.values():   # isolated agents: their processes go with us
+            try:
+                agent.close()
+            except Exception:
+                pass
+
+
+def warm_rows(game):
+    """The first position's rows of a one-match game, per team cut to its space where the teams observe
+    different things (as the game server asks)."""
+    game.reset(seed=0)
+    active = game.active.reshape(-1)
+    obs = game.obs.reshape((-1,) + game.obs_shape)
+    mask = game.action_mask.reshape(active.size, -1)
+    teams = game.team_observation_spaces
+    if all(sp.shape == tuple(game.obs_shape) for sp in teams):
+        return [(obs[active], mask[active])]
+    seat_team = np.asarray(game.seat_team)
+    out = []
+    for t in range(len(teams)):
+        rows = np.flatnonzero(active & (seat_team == t))
+        if rows.size:
+            out.append((np.ascontiguousarray(obs[rows][(slice(None),) + game.team_obs_index(t)]), mask[rows]))
+    return out
+
