@@ -5,7 +5,7 @@
     spectator/  beside play: the frame publisher, the pygame window, replays
     learn/      learning: PPO/V-trace, learners, gossip, training configs, evaluation
     league/     the self-play league (reserved)
-    bench       arena bench's measurements
+    bench/      arena bench's measurements (engine, distributed, training, policy inference)
     cli/        the ``arena`` command: argument parsing and wiring only
 
 The order is a contract in ``pyproject.toml`` (``lint-imports`` checks it in CI).

@@ -25,11 +25,12 @@ os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 
 def build_parser() -> Parser:
-    from . import bench, play, spectator, train
+    from . import bench, play, serve, spectator, train
 
     p = Parser(prog="arena", description="Numba-vectorised multi-agent game simulation.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     play.add_parsers(sub)
+    serve.add_parsers(sub)
     spectator.add_parsers(sub)
     train.add_parsers(sub)
     bench.add_parsers(sub)
@@ -37,11 +38,11 @@ def build_parser() -> Parser:
 
 
 def _commands() -> dict:
-    from . import bench, play, spectator, train
+    from . import bench, play, serve, spectator, train
 
     return {"list": play.cmd_list, "run": play.cmd_run, "bench": bench.cmd_bench,
-            "init-policy": play.cmd_init_policy, "serve": play.cmd_serve, "launch": play.cmd_launch,
-            "worker": play.cmd_worker, "keys": play.cmd_keys, "watch": spectator.cmd_watch,
+            "init-policy": play.cmd_init_policy, "serve": serve.cmd_serve, "launch": serve.cmd_launch,
+            "worker": serve.cmd_worker, "keys": serve.cmd_keys, "watch": spectator.cmd_watch,
             "replay": spectator.cmd_replay, "train": train.cmd_train, "learner": train.cmd_learner}
 
 
