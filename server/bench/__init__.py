@@ -192,9 +192,10 @@ def run_bench(names: list[str], matches: int = 4096, seconds: float = 2.0, out: 
 
 # -- the distributed figures (arena bench --distributed) ------------------------------------------
 def protocol_cost(matches: int = 4096, repeats: int = 50) -> dict:
-    """Encode + decode of one battle observation batch (obs and mask, all seats) against one batch step."""
+    """Encode + decode of one battle observation batch (obs and mask, all seats, in one packed data frame as
+    the game server sends it) against one batch step."""
     import arenas
-    from server.net.protocol import Message, decode, encode
+    from server.net.protocol import Message, decode, encode, packed
 
     game = arenas.make("battle", num_matches=matches, seed=0)
     actions = np.zeros((game.num_matches, game.num_agents), dtype=np.int64)
@@ -208,9 +209,13 @@ def protocol_cost(matches: int = 4096, repeats: int = 50) -> dict:
         pool_actions_nb(mask, u[i % POOL], actions.reshape(-1))
         game.step(actions)
     step_s = (time.perf_counter() - t0) / repeats
+    # laid out as the game server gathers a batch (``protocol.packed``): encode sends it without a copy
+    views = packed({"obs": (game.obs.dtype, game.obs.shape), "mask": (game.action_mask.dtype, game.action_mask.shape)})
+    views["obs"][...] = game.obs
+    views["mask"][...] = game.action_mask
     t0 = time.perf_counter()
     for _ in range(repeats):
-        frames = encode(Message("act", seq=1, arrays={"obs": game.obs, "mask": game.action_mask}))
+        frames = encode(Message("act", seq=1, arrays=views))
         msg = decode([memoryview(f) if not isinstance(f, memoryview) else f for f in frames])
         assert msg.arrays["obs"].shape == game.obs.shape
     codec_s = (time.perf_counter() - t0) / repeats
