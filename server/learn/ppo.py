@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from server.play.trajectory import Segments
+
 #: the logit given to masked (illegal) actions: finite, so log-softmax and entropy stay finite
 MASKED_LOGIT = -1e9
 
@@ -81,7 +83,7 @@ class PPOConfig:
 
 
 # -- storage ------------------------------------------------------------------------------------------
-class SegmentBatch:
+class SegmentBatch(Segments):
     """Preallocated segments, written in place by a collector and read by ``ppo_update``.
 
     ``S`` = ``capacity`` segments of ``T`` = ``horizon`` decisions each:
@@ -109,31 +111,13 @@ class SegmentBatch:
     """
 
     def __init__(self, capacity: int, horizon: int, obs_shape, obs_dtype, num_actions: int):
-        s, t = int(capacity), int(horizon)
-        self.capacity, self.horizon = s, t
-        self.obs = np.zeros((s, t + 1) + tuple(obs_shape), dtype=obs_dtype)
-        self.mask = np.zeros((s, t, num_actions), dtype=np.bool_)
-        self.actions = np.zeros((s, t), dtype=np.int64)
-        self.logp = np.zeros((s, t), dtype=np.float32)
-        self.rewards = np.zeros((s, t), dtype=np.float32)
-        self.dones = np.zeros((s, t), dtype=np.bool_)
-        self.valid = np.ones((s, t), dtype=np.bool_)
-        self.version = np.zeros(s, dtype=np.int64)
-        self.size = 0
-
-    def claim(self, n: int) -> slice:
-        """The next ``n`` rows to write (at most what is left); ``size`` grows by that many."""
-        n = min(int(n), self.capacity - self.size)
-        rows = slice(self.size, self.size + n)
-        self.size += n
-        return rows
+        super().__init__(capacity, horizon, obs_shape, obs_dtype, num_actions)
+        self.valid[:] = True                                  # written in place by collectors, read whole here
+        self.version = np.zeros(self.capacity, dtype=np.int64)   # per segment: its first decision's
 
     @property
     def full(self) -> bool:
         return self.size >= self.capacity
-
-    def clear(self) -> None:
-        self.size = 0
 
 
 # -- returns ------------------------------------------------------------------------------------------

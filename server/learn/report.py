@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from server.net.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode
+from server.net.protocol import MAX_MESSAGE_BYTES, ProtocolError, waiting
 
 from .gossip import consensus_distance
 
@@ -37,22 +37,16 @@ class Watcher:
         self.params: dict[str, np.ndarray] = {}
         self.heard: dict[str, float] = {}       # learner -> when its last message arrived
 
+    def _bad(self, exc: ProtocolError) -> None:
+        self.bad_messages += 1
+
     def poll(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if not self.sub.poll(max(0, int(left * 1000))):
                 return
-            while True:
-                try:
-                    frames = self.sub.recv_multipart(zmq.NOBLOCK, copy=False)
-                except zmq.Again:
-                    break
-                try:
-                    msg = decode(frames)
-                except ProtocolError:
-                    self.bad_messages += 1
-                    continue
+            for msg in waiting(self.sub, on_bad=self._bad):
                 name = str(msg.meta.get("learner", msg.sender))
                 self.heard[name] = time.monotonic()
                 if msg.type == "stats":

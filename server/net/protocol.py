@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import msgpack
 import numpy as np
@@ -318,4 +318,21 @@ def decode(frames: Sequence, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     if data is not None and data.nbytes != end:
         raise ProtocolError(f"data frame has {data.nbytes} bytes, the arrays need {end}")
     return Message(type=mtype, seq=seq, sender=sender, policy_version=pv, arrays=arrays, meta=meta)
+
+
+def waiting(sock, max_bytes: int = MAX_MESSAGE_BYTES, on_bad: Callable[[ProtocolError], None] | None = None):
+    """The messages waiting on a zmq socket, decoded, without blocking: a bad one is passed to ``on_bad``
+    (counted by the caller) and skipped, never raised."""
+    import zmq
+
+    while True:
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        try:
+            yield decode(frames, max_bytes=max_bytes)
+        except ProtocolError as exc:
+            if on_bad is not None:
+                on_bad(exc)
 

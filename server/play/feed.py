@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from server.net.protocol import MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
+from server.net.protocol import MAX_MESSAGE_BYTES, Message, encode, waiting
 
 from .trajectory import TrajectoryRecorder
 
@@ -143,15 +143,7 @@ class LearnerFeed:
 
     # -- sending -----------------------------------------------------------------------------------
     def _alive(self, now: float) -> np.ndarray:
-        while True:
-            try:
-                frames = self.sub.recv_multipart(zmq.NOBLOCK, copy=False)
-            except zmq.Again:
-                break
-            try:
-                msg = decode(frames)
-            except ProtocolError:
-                continue
+        for msg in waiting(self.sub):
             name = msg.meta.get("learner", msg.sender)
             if name in self.names:
                 self.heard[self.names.index(name)] = now

@@ -44,7 +44,7 @@ import numpy as np
 import zmq
 
 from agents.check import AgentFault, describe
-from server.net.protocol import DTYPES, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode
+from server.net.protocol import DTYPES, MAX_MESSAGE_BYTES, Message, encode, waiting
 
 #: seconds between heartbeats to each server (the server declares a worker dead after
 #: ``HEARTBEAT_LIVENESS`` seconds of silence; 0.1-0.5 s keeps detection near a second)
@@ -334,16 +334,8 @@ class PolicyWorker:
             for i, link in enumerate(self.links):
                 if link.sock not in events:
                     continue
-                while True:  # drain what is waiting, so requests for one agent can be joined
-                    try:
-                        frames = link.sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    try:
-                        msg = decode(frames)
-                    except ProtocolError as exc:
-                        self._count_bad(link, str(exc))
-                        continue
+                # drain what is waiting, so requests for one agent can be joined
+                for msg in waiting(link.sock, on_bad=lambda exc, link=link: self._count_bad(link, str(exc))):
                     if msg.type == "hello":
                         try:
                             self._configure(link, msg)
