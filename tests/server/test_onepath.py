@@ -199,3 +199,37 @@ def _cmd_has(pid: int, word: str) -> bool:
         return word.encode() in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
     except OSError:
         return False
+
+
+def test_arena_watch_attaches_to_arena_train(tmp_path):
+    """The training matches are the game server's: a spectator client gets the hello and frames."""
+    import re
+
+    from server.spectator.watch import WatchClient
+
+    p = subprocess.Popen(cli("train", "connect4", "--learners", "1", "--minutes", "2", "--out", str(tmp_path / "run"),
+                             "--eval-games", "0", "--every", "30", *[a for k, v in SMALL.items()
+                                                                     for a in ("--set", f"{k}={v}")]),
+                         env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    try:
+        endpoint = None
+        deadline = time.monotonic() + 60
+        while endpoint is None and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            m = re.search(r"arena watch --connect (\S+)", line)
+            endpoint = m.group(1) if m else None
+        assert endpoint, "arena train printed no spectator endpoint"
+        client = WatchClient(endpoint)
+        frames = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (client.hello and frames > 10):
+            if client.hello and frames == 0:
+                client.select(*client.locate(1))
+            frames += sum(len(f) for _, f in client.receive(50))
+        client.close()
+        assert client.hello["arena"] == "connect4" and "L0" in client.hello["agents"]
+        assert frames > 10
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=120)
