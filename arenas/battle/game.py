@@ -1,13 +1,13 @@
 """``Battle``: the batched grid team battle (rules in the package docstring, kernels in ``nb.py``)."""
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium
 import numpy as np
 
 from simcore.game import BatchedGame
+from simcore.options import check_float, check_int
 
 from . import nb as K
 
@@ -47,17 +47,8 @@ def wall_pattern(map_size: int, walls: bool = True) -> np.ndarray:
     return w
 
 
-def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ValueError(f"battle option {name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(value)
 
 
-def _check_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value):
-        raise ValueError(f"battle option {name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 def validate_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -66,18 +57,18 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown battle option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     o = {**DEFAULTS, **options}
-    o["team_size"] = _check_int("team_size", o["team_size"], 1, 64)
-    o["map_size"] = _check_int("map_size", o["map_size"], 8, 256)
-    o["view"] = _check_int("view", o["view"], 3, 15)
+    o["team_size"] = check_int("battle", "team_size", o["team_size"], 1, 64)
+    o["map_size"] = check_int("battle", "map_size", o["map_size"], 8, 256)
+    o["view"] = check_int("battle", "view", o["view"], 3, 15)
     if o["view"] % 2 == 0:
         raise ValueError(f"battle option view must be odd (the agent sits at the centre), got {o['view']}")
     if o["obs_dtype"] not in ("uint8", "float32"):
         raise ValueError(f"battle option obs_dtype must be 'uint8' or 'float32', got {o['obs_dtype']!r}")
-    o["max_hp"] = _check_int("max_hp", o["max_hp"], 1, 255)
-    o["damage"] = _check_int("damage", o["damage"], 1, 255)
-    o["damage_reward"] = _check_float("damage_reward", o["damage_reward"])
-    o["kill_reward"] = _check_float("kill_reward", o["kill_reward"])
-    o["max_steps"] = _check_int("max_steps", o["max_steps"], 1, 2**31 - 1)
+    o["max_hp"] = check_int("battle", "max_hp", o["max_hp"], 1, 255)
+    o["damage"] = check_int("battle", "damage", o["damage"], 1, 255)
+    o["damage_reward"] = check_float("battle", "damage_reward", o["damage_reward"])
+    o["kill_reward"] = check_float("battle", "kill_reward", o["kill_reward"])
+    o["max_steps"] = check_int("battle", "max_steps", o["max_steps"], 1, 2**31 - 1)
     if o["timeout_winner"] not in ("survivors", "draw"):
         raise ValueError(f"battle option timeout_winner must be 'survivors' or 'draw', got {o['timeout_winner']!r}")
     if not isinstance(o["walls"], (bool, np.bool_)):

@@ -7,6 +7,7 @@ import gymnasium
 import numpy as np
 
 from simcore.game import BatchedGame
+from simcore.options import check_int
 
 from . import nb as K
 
@@ -23,10 +24,6 @@ DEFAULTS: dict[str, Any] = {
 SERIAL_BELOW = 256
 
 
-def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
-        raise ValueError(f"tag option {name} must be an integer in [{lo}, {hi}], got {value!r}")
-    return int(value)
 
 
 def validate_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -35,10 +32,10 @@ def validate_options(options: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown tag option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     o = {**DEFAULTS, **options}
-    o["num_good"] = _check_int("num_good", o["num_good"], 1, 64)
-    o["num_adversaries"] = _check_int("num_adversaries", o["num_adversaries"], 1, 64)
-    o["num_obstacles"] = _check_int("num_obstacles", o["num_obstacles"], 0, 64)
-    o["max_cycles"] = _check_int("max_cycles", o["max_cycles"], 1, 2**31 - 1)
+    o["num_good"] = check_int("tag", "num_good", o["num_good"], 1, 64)
+    o["num_adversaries"] = check_int("tag", "num_adversaries", o["num_adversaries"], 1, 64)
+    o["num_obstacles"] = check_int("tag", "num_obstacles", o["num_obstacles"], 0, 64)
+    o["max_cycles"] = check_int("tag", "max_cycles", o["max_cycles"], 1, 2**31 - 1)
     if not isinstance(o["continuous_actions"], (bool, np.bool_)):
         raise ValueError(f"tag option continuous_actions must be True or False, got {o['continuous_actions']!r}")
     o["continuous_actions"] = bool(o["continuous_actions"])
