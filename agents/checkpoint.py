@@ -192,15 +192,21 @@ def _prune(root: Path, keep: int, current: str) -> None:
 
 
 # -- reading ---------------------------------------------------------------------------------------
-def read_json(path: Path, what: str, limit: int = MAX_JSON_BYTES) -> dict:
-    """A JSON object from ``path``, refusing a file over ``limit`` bytes before reading it."""
-    path = Path(path)
+def _size(path: Path, what: str, limit: int, missing: str, too_large: str) -> int:
+    """The size of ``path`` in bytes, checked against ``limit`` before anything is read."""
     try:
         size = path.stat().st_size
     except OSError:
-        raise CheckpointError(f"{path}: {what} is missing") from None
+        raise CheckpointError(f"{path}: {missing}") from None
     if size > limit:
-        raise CheckpointError(f"{path}: {size:,} bytes is too large for {what} (at most {limit:,})")
+        raise CheckpointError(f"{path}: {size:,} bytes is {too_large}")
+    return size
+
+
+def read_json(path: Path, what: str, limit: int = MAX_JSON_BYTES) -> dict:
+    """A JSON object from ``path``, refusing a file over ``limit`` bytes before reading it."""
+    path = Path(path)
+    _size(path, what, limit, f"{what} is missing", f"too large for {what} (at most {limit:,})")
     try:
         obj = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
@@ -239,12 +245,7 @@ def safetensors_header(path: str | os.PathLike) -> dict:
     """The parsed header of a safetensors file, checked against the file's size before any tensor is read:
     ``{name: {"dtype", "shape", "data_offsets"}, "__metadata__": {...}}``. Raises ``CheckpointError``."""
     path = Path(path)
-    try:
-        size = path.stat().st_size
-    except OSError:
-        raise CheckpointError(f"{path}: weights file is missing") from None
-    if size > MAX_FILE_BYTES:
-        raise CheckpointError(f"{path}: {size:,} bytes is too large for policy weights")
+    size = _size(path, "policy weights", MAX_FILE_BYTES, "weights file is missing", "too large for policy weights")
     with open(path, "rb") as fh:
         head = fh.read(8)
         if len(head) < 8:
