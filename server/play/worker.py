@@ -65,10 +65,6 @@ class Link:
     last_beat: float = 0.0
 
 
-class _Answered(Exception):
-    """Control flow: the replies of a batch are made (a learning policy's, with log-probabilities)."""
-
-
 class SetupRefused(ValueError):
     """What a server asked for is not something this worker will do (one line for its log)."""
 
@@ -268,21 +264,8 @@ class PolicyWorker:
             try:
                 if hasattr(agent, "reseed") and "seed" in msg0.meta:
                     agent.reseed(int(msg0.meta["seed"]))
-                if hasattr(agent, "act_logp"):
-                    replies = self._learning_replies(agent, reqs, obs, mask)
-                    raise _Answered
-                if len(reqs) == 1:
-                    outs = [np.asarray(agent.act(obs[0], mask[0]))]
-                else:
-                    out = np.asarray(agent.act(np.concatenate(obs), np.concatenate(mask)))
-                    outs = np.split(out, np.cumsum([len(o) for o in obs])[:-1]) if out.ndim == 1 else [out] * len(reqs)
-                replies = []
-                for (link, msg), out in zip(reqs, outs):
-                    if out.dtype.name not in DTYPES:
-                        raise TypeError(f"returned dtype {out.dtype}; actions must be integers")
-                    replies.append((link, Message("actions", seq=msg.seq, sender=self.name, arrays={"actions": out})))
-            except _Answered:
-                pass
+                answer = self._learning_replies if hasattr(agent, "act_logp") else self._replies
+                replies = answer(agent, reqs, obs, mask)
             except Exception as exc:
                 self.stats["errors"] += 1
                 text = str(exc) if str(exc).startswith("returned") or isinstance(exc, AgentFault) else describe(exc)
@@ -293,6 +276,19 @@ class PolicyWorker:
             self.stats["batches"] += 1
             self.stats["requests"] += len(reqs)
             self.stats["rows"] += sum(len(o) for o in obs)
+
+    def _replies(self, agent, reqs, obs, mask) -> list:
+        if len(reqs) == 1:
+            outs = [np.asarray(agent.act(obs[0], mask[0]))]
+        else:
+            out = np.asarray(agent.act(np.concatenate(obs), np.concatenate(mask)))
+            outs = np.split(out, np.cumsum([len(o) for o in obs])[:-1]) if out.ndim == 1 else [out] * len(reqs)
+        replies = []
+        for (link, msg), out in zip(reqs, outs):
+            if out.dtype.name not in DTYPES:
+                raise TypeError(f"returned dtype {out.dtype}; actions must be integers")
+            replies.append((link, Message("actions", seq=msg.seq, sender=self.name, arrays={"actions": out})))
+        return replies
 
     def _learning_replies(self, policy, reqs, obs, mask) -> list:
         out, logp, version = policy.act_logp(np.concatenate(obs) if len(obs) > 1 else obs[0],
