@@ -2,7 +2,7 @@
 
 An agent spec is one of:
 
-- a built-in name: ``random``, ``greedy``;
+- a built-in name: ``random``, ``greedy``, ``search`` (connect4);
 - ``ckpt:PATH`` — a saved neural policy: a checkpoint folder (``agents.checkpoint``: PATH holds
   ``checkpoint.json``, the latest checkpoint is loaded), or the single ``PATH.safetensors`` plus its
   ``.json`` metadata of earlier runs; ``ckpt:builtin/NAME`` is a policy shipped with arena
@@ -143,7 +143,7 @@ def load_agent(spec: str, game, seed: int = 0, args: dict[str, Any] | None = Non
     if how == "builtin":
         try:
             agent = registry.make_agent(spec, game, seed=seed, **args)
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:     # an unknown option, or a bad value for one
             raise UnknownAgent(f"cannot create {spec!r}: {exc}") from None
     elif how == "ckpt":
         from .neural import NeuralAgent

@@ -14,6 +14,7 @@ _BUILTIN: dict[str, dict[str, str]] = {
         "battle": "agents.greedy_battle:BattleGreedy",
         "tag": "agents.greedy_tag:TagGreedy",
     },
+    "search": {"connect4": "agents.search_connect4:Connect4Search"},
 }
 
 
