@@ -62,10 +62,16 @@ depend on the seed alone, never on the number of threads. A reset stores the str
 ``match_rng`` before it draws anything: setting ``rng_states[m]`` to that value and calling
 ``reset_matches([m])`` restarts exactly the same match, so a match can be replayed from its
 ``match_rng`` and its actions alone.
+
+Where the buffers live. ``obs`` and ``action_mask`` are what other processes read (policy workers on the
+same host); inside ``with shared_buffers(allocate):`` a game made there takes those two from
+``allocate(name, shape, dtype)`` (zero-filled memory the caller owns, e.g. shared memory in
+``server.net.shm``) instead of ``np.zeros``, and the kernels write straight into it. Nothing else changes.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import contextlib
+from typing import Any, Callable, ClassVar, Iterator
 
 import gymnasium
 import numpy as np
@@ -73,6 +79,32 @@ import numpy as np
 from .rng import seed_states
 
 DRAW = -1
+
+
+#: the allocator of ``obs`` and ``action_mask`` while a ``shared_buffers`` block runs (None: ``np.zeros``)
+_allocator: Callable[[str, tuple, np.dtype], np.ndarray] | None = None
+
+
+@contextlib.contextmanager
+def shared_buffers(allocate: Callable[[str, tuple, np.dtype], np.ndarray]) -> Iterator[None]:
+    """Games made inside this block take ``obs`` and ``action_mask`` from ``allocate(name, shape, dtype)``,
+    which must return a zero-filled, C-contiguous array of exactly that shape and dtype."""
+    global _allocator
+    before, _allocator = _allocator, allocate
+    try:
+        yield
+    finally:
+        _allocator = before
+
+
+def _zeros(name: str, shape: tuple, dtype) -> np.ndarray:
+    if _allocator is None:
+        return np.zeros(shape, dtype=dtype)
+    out = _allocator(name, tuple(int(d) for d in shape), np.dtype(dtype))
+    if out.shape != tuple(shape) or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
+        raise ValueError(f"shared_buffers: the allocator gave {name} {out.dtype}{out.shape}, "
+                         f"not a C-contiguous {np.dtype(dtype)}{tuple(shape)}")
+    return out
 
 
 class BatchedGame:
@@ -132,8 +164,8 @@ class BatchedGame:
                 raise ValueError(f"action_space must be a 1-D gymnasium Box, got {action_space}")
             self.single_action_space = action_space
             self.actions = np.zeros((n, a) + tuple(action_space.shape), dtype=action_space.dtype)
-        self.obs = np.zeros((n, a) + tuple(obs_space.shape), dtype=obs_space.dtype)
-        self.action_mask = np.zeros((n, a, self.num_actions), dtype=np.int8)
+        self.obs = _zeros("obs", (n, a) + tuple(obs_space.shape), obs_space.dtype)
+        self.action_mask = _zeros("action_mask", (n, a, self.num_actions), np.int8)
         self.active = np.zeros((n, a), dtype=np.bool_)
         self.rewards = np.zeros((n, a), dtype=np.float32)
         self.terminations = np.zeros((n, a), dtype=np.bool_)

@@ -21,6 +21,10 @@ def add_parsers(sub) -> None:
     sv.add_argument("--groups", type=positive, default=2, help="match groups stepped in turn, to overlap "
                                                                   "stepping with acting (default 2)")
     sv.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
+    sv.add_argument("--transport", choices=["auto", "shm", "frames"], default="auto",
+                    help="to workers on this host: shm (observations and actions in shared memory, control over "
+                         "the socket), frames (everything over the socket); auto (default): shm when --bind is "
+                         "local and the host has /dev/shm. Workers on other hosts always get frames")
     spectator.add_server_flags(sv)
     sv.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
                                                        "step count to FILE (JSON), to compare runs")
@@ -34,7 +38,10 @@ def add_parsers(sub) -> None:
     play_args(la, isolation=False)
     la.add_argument("--workers", type=positive, default=1, help="policy worker processes (default 1)")
     la.add_argument("--groups", type=positive, default=2, help="match groups stepped in turn (default 2)")
-    la.add_argument("--transport", choices=["ipc", "tcp"], default="ipc", help="ipc (default) or tcp on loopback")
+    la.add_argument("--transport", choices=["auto", "shm", "ipc", "tcp"], default="auto",
+                    help="server to workers: shm (observations and actions in shared memory, control messages over "
+                         "ipc), ipc or tcp on loopback (frames over the socket); auto (default): shm where the host "
+                         "has /dev/shm, else ipc")
     la.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                     help="the copy the workers' neural policies act with (see arena worker --precision)")
     la.add_argument("--compile", action="store_true", help="the workers compile their policies' forward pass")
@@ -60,6 +67,9 @@ def add_parsers(sub) -> None:
                     help="deadline per act() call of an isolated agent (default 5)")
     wk.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
     wk.add_argument("--join", action="store_true", help="join waiting requests for one agent into one batch")
+    wk.add_argument("--transport", choices=["auto", "frames"], default="auto",
+                    help="auto (default): shared memory with a server on this host that offers it, frames otherwise; "
+                         "frames: always over the socket")
     wk.add_argument("--exit-when-done", action="store_true", help="exit when every server has said bye")
     wk.add_argument("--quiet", action="store_true")
     wk.add_argument("--learner", action="append", metavar="NAME=PUB",
@@ -93,7 +103,8 @@ def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=Non
         server = GameServer(args.arena, names, args.matches, seed=args.seed, options=options, bind=bind,
                             stats_bind=stats_bind, groups=args.groups, keys_dir=keys, games=args.games,
                             steps=args.steps, spectators=lambda runners, ctx: FramePublisher(
-                                spectate, args.arena, runners, ctx=ctx, keys_dir=keys))
+                                spectate, args.arena, runners, ctx=ctx, keys_dir=keys),
+                            transport=_server_transport(args.transport))
     except ValueError as exc:
         raise UsageError(f"arena: {exc}") from None
     except Exception as exc:  # zmq errors: address in use, bad endpoint
@@ -141,6 +152,11 @@ def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=Non
                        "step_counts": [g.runner.game.step_count.tolist() for g in server.groups],
                        "steps": [g.runner.steps for g in server.groups]}, fh)
     return summary, server.stat_names
+
+
+def _server_transport(flag: str) -> str:
+    """The game server's transport for a --transport value (launch's ipc and tcp are frames over that socket)."""
+    return "frames" if flag in ("ipc", "tcp") else flag
 
 
 def _check(names: list[str], arena: str, options: dict) -> None:
@@ -199,7 +215,7 @@ def _serve_training(args) -> int:
         raise UsageError(f"arena serve: --config is for {cfg.arena!r}, not {args.arena!r}")
     try:
         server = training_server(args.arena, cfg, learners, args.bind, args.stats_bind, args.groups, args.keys,
-                                 spectate=args.spectate_bind or default_endpoint(args.bind))
+                                 spectate=args.spectate_bind or default_endpoint(args.bind), transport=args.transport)
     except ValueError as exc:
         raise UsageError(f"arena serve: {exc}") from None
     print(f"arena serve: training {', '.join(learners)} on {args.arena}, {server.slots} slots; workers connect to "
@@ -267,7 +283,7 @@ def cmd_worker(args) -> int:
                               exit_when_done=args.exit_when_done, join=args.join, log=log, trust=args.trust,
                               arenas=args.arena, agent_timeout=args.agent_timeout, learners=learners,
                               past_every=args.past_every, past_pool=args.past_pool, device=args.device,
-                              precision=args.precision, compile=args.compile)
+                              precision=args.precision, compile=args.compile, transport=args.transport)
     except EndpointError as exc:
         raise UsageError(f"arena worker: {exc}") from None
     try:

@@ -25,6 +25,9 @@ def add_parsers(sub) -> None:
     tr.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                     help="the copy the policy workers act with; learners keep fp32 masters (default fp32)")
     tr.add_argument("--compile", action="store_true", help="the policy workers compile their forward pass")
+    tr.add_argument("--transport", choices=["auto", "shm", "frames"], default="auto",
+                    help="game server to policy workers: shm (observations and actions in shared memory), frames "
+                         "(over the socket); auto (default): shm where the host has /dev/shm")
     tr.add_argument("--minutes", type=_minutes, help="train this long (default 10 unless --steps is given)")
     tr.add_argument("--steps", type=positive, help="stop after this many agent-steps in this run, all learners together")
     tr.add_argument("--out", help="run directory (default runs/ARENA)")
@@ -129,7 +132,8 @@ def cmd_train(args) -> int:
                      workers=args.workers, minutes=minutes, steps=args.steps, seed=args.seed, resume=args.resume,
                      options=options, every=args.every, eval_games=args.eval_games,
                      gossip_every=args.gossip_every, save_every=args.save_every, overrides=overrides,
-                     groups=args.groups, device=args.device, precision=args.precision, compile=args.compile)
+                     groups=args.groups, device=args.device, precision=args.precision, compile=args.compile,
+                     transport=args.transport)
     try:
         run_training(plan)
     except CheckpointError as exc:     # corrupt, truncated, absurd or a mismatched set: one line, exit 2

@@ -68,6 +68,8 @@ class TrainPlan:
     device: str = "auto"
     precision: str = "fp32"
     compile: bool = False
+    #: between the game server and the policy workers: auto (shared memory where there is /dev/shm), shm, frames
+    transport: str = "auto"
 
 
 def _config(plan: TrainPlan, root: Path) -> TrainConfig:
@@ -161,7 +163,7 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
             procs.start(n, cmd)
         server = training_server(plan.arena, cfg, {n: (ep[n]["seg"], ep[n]["pub"]) for n in names},
                                  bind=f"ipc://{tmp}/server", stats_bind=f"ipc://{tmp}/stats", groups=plan.groups,
-                                 spectate=f"ipc://{tmp}/spectate")
+                                 spectate=f"ipc://{tmp}/spectate", transport=plan.transport)
         agents = server.agent_names
         say(f"arena train {plan.arena}: {plan.learners} learner(s), {plan.workers} policy worker(s), "
             f"{server.slots} match slots, {cfg.batch_segments} x {cfg.horizon} decisions per update; out {root}")
@@ -214,7 +216,7 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
 
 def training_server(arena: str, cfg: TrainConfig, learners: dict[str, tuple[str, str]], bind: str,
                     stats_bind: str | None = None, groups: int = 2, keys_dir: str | None = None,
-                    spectate: str | None = None) -> GameServer:
+                    spectate: str | None = None, transport: str = "auto") -> GameServer:
     """A game server that trains: agents ``L0..`` act for the learners named in ``learners`` (name ->
     (segments endpoint, PUB endpoint)), each slot re-seated per match from ``cfg.opponents``, and the
     learners' segments PUSHed to them. ``arena train`` makes one; ``arena serve --learner`` too."""
@@ -235,7 +237,7 @@ def training_server(arena: str, cfg: TrainConfig, learners: dict[str, tuple[str,
         publisher = lambda runners, ctx: FramePublisher(spectate, arena, runners, ctx=ctx, keys_dir=keys_dir)  # noqa: E731
     return GameServer(arena, agents, cfg.num_matches * len(names), seed=cfg.seed, options=cfg.options, bind=bind,
                       stats_bind=stats_bind, groups=groups, keys_dir=keys_dir, learning=spec, seating=seating,
-                      forever=True, spectators=publisher)
+                      forever=True, spectators=publisher, transport=transport)
 
 
 class _Progress:

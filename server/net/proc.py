@@ -76,12 +76,12 @@ def _start_time(pid: int) -> str | None:
     return fields[19].decode()
 
 
-def make_run_dir(kind: str) -> str:
-    """A new private temporary folder ``arena-KIND-PID-XXXXXXXX`` for this process; removed when this
-    process exits normally (or by SIGTERM/SIGINT through ``command_start``), and by the next ``arena``
-    command after a SIGKILL."""
+def make_run_dir(kind: str, place: str | None = None) -> str:
+    """A new private temporary folder ``arena-KIND-PID-XXXXXXXX`` for this process (in ``place``, default
+    the temporary folder); removed when this process exits normally (or by SIGTERM/SIGINT through
+    ``command_start``), and by the next ``arena`` command after a SIGKILL."""
     kind = re.sub(r"[^A-Za-z0-9_.]", "_", kind) or "run"
-    path = tempfile.mkdtemp(prefix=f"arena-{kind}-{os.getpid()}-")
+    path = tempfile.mkdtemp(prefix=f"arena-{kind}-{os.getpid()}-", dir=place)
     with open(os.path.join(path, "owner"), "w") as fh:
         fh.write(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
     pid = os.getpid()

@@ -23,9 +23,20 @@ Faults:
 - Both sockets bind through ``server.net.endpoints.bind``: off loopback only with CURVE keys, and
   then only authorized clients get through, to the statistics as to the game.
 - An agent error reported by a worker forfeits the rows concerned, as in ``arena run``.
+
+Shared memory (``transport="shm"``, or ``"auto"`` when the endpoint is local and the host has /dev/shm):
+the groups' games are made with their ``obs`` and ``action_mask`` in shared memory (``server.net.shm``,
+``simcore.game.shared_buffers``: the kernels write there), the rows of each request go into a shared
+``rows`` array, and each worker on this host gets reply arrays of its own (``actions``, ``logp``). An
+``act`` request to such a worker is then only a header (``meta["shm"] = [offset, rows]``) and so is its
+reply; the worker gathers the rows itself and writes its answer at the same offset of its reply arrays.
+A worker on another host (or one that cannot map the arrays: it says so in its heartbeats) gets frames,
+from the same server at the same time. A worker's reply arrays are its own, so a late answer of a worker
+given up for dead cannot land on the rows of the worker that took its batch over.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections import deque
@@ -50,6 +61,10 @@ HEARTBEAT_LIVENESS = 1.0
 STATS_INTERVAL = 1.0
 #: the smallest per-frame cap on the server's sockets (the CURVE handshake and hellos fit easily)
 MIN_REPLY_CAP = 64 * 1024
+#: the most workers given reply arrays in shared memory (more get frames): bounds what a crowd of local
+#: peers saying hello can make the server allocate
+MAX_SHM_WORKERS = 64
+TRANSPORTS = ("auto", "shm", "frames")
 #: milliseconds a new connection has to complete ZeroMQ's handshake (CURVE included) before it is
 #: closed (libzmq's default is 30 s; our peers take milliseconds, an idle stranger holds a file meanwhile)
 HANDSHAKE_MS = 10_000
@@ -61,9 +76,12 @@ class GameServer:
                  keys_dir: str | None = None, games: int | None = None, steps: int | None = None,
                  heartbeat_liveness: float = HEARTBEAT_LIVENESS, log: Callable[[str], None] | None = None,
                  spectators: Callable[[list, "zmq.Context"], object] | None = None,
-                 learning=None, seating: Callable[[int, np.ndarray], object] | None = None, forever: bool = False):
+                 learning=None, seating: Callable[[int, np.ndarray], object] | None = None, forever: bool = False,
+                 transport: str = "auto"):
         import arenas
+        from server.net import shm
         from server.net.endpoints import bind as bind_socket, is_loopback, stats_endpoint
+        from simcore.game import shared_buffers
 
         self.arena, self.agent_names, self.seed = arena, list(agents), int(seed)
         self.options = dict(options or {})
@@ -74,6 +92,13 @@ class GameServer:
             if not keys_dir and not is_loopback(ep):
                 raise ValueError(f"binding to {ep} (not loopback) needs CURVE keys: make them with "
                                  f"'arena keys DIR' and pass --keys DIR")
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
+        if transport == "shm" and not (shm.available() and is_loopback(bind)):
+            raise ValueError("--transport shm needs a local endpoint (ipc:// or loopback tcp) and /dev/shm "
+                             "(Linux); use --transport auto or frames")
+        #: observations, masks, request rows and workers' replies in shared memory (None: frames only)
+        self.shared = shm.SharedArrays() if transport != "frames" and shm.available() and is_loopback(bind) else None
         spec = arenas.get(arena)
         groups = max(1, min(int(groups), matches))
         sizes = [matches // groups + (1 if g < matches % groups else 0) for g in range(groups)]
@@ -81,7 +106,8 @@ class GameServer:
         self.groups: list[Group] = []
         offset = 0
         for g, (size, gseed) in enumerate(zip(sizes, seeds)):
-            game = spec.game(num_matches=size, **self.options)
+            with shared_buffers(self.shared.allocate(f"g{g}")) if self.shared else contextlib.nullcontext():
+                game = spec.game(num_matches=size, **self.options)
             runner = MatchRunner(game, [RemotePolicy(n) for n in self.agent_names], self.agent_names,
                                  warn=self.log)
             if seating is not None:     # who plays each slot is chosen per match (arena train, the league)
@@ -95,6 +121,12 @@ class GameServer:
             self.groups.append(Group(g, runner))
         self.slots = offset
         self.stat_names = self.groups[0].runner.game.stat_names
+        #: where each group's rows start in the shared ``rows`` and reply arrays (one row per flat seat)
+        self.row_base = np.cumsum([0] + [g.runner.game.num_matches * g.runner.game.num_agents
+                                         for g in self.groups]).tolist()
+        if self.shared is not None:
+            self.shared.array("rows", (self.row_base[-1],), np.int64)
+        self._shm_replies: dict[bytes, str] = {}      # worker ident -> the prefix of its reply arrays
         #: the largest message a worker may send (and the socket's per-frame cap): one reply for every
         #: seat of the biggest group, 8 bytes per action component, and a header
         first = self.groups[0].runner.game
@@ -149,10 +181,22 @@ class GameServer:
         except zmq.ZMQError:   # the peer is gone (ROUTER_MANDATORY): treat as a dead worker
             return False
 
-    def _hello(self, ident: bytes) -> None:
-        self._send(ident, Message("hello", meta={"role": "server", "arena": self.arena,
-                                                 "options": json.dumps(self.options),
-                                                 "agents": self.agent_names}))
+    def _hello(self, ident: bytes, shm: bool = False) -> None:
+        """Our arena and agents; to a worker on this host that can map shared memory, the arrays too."""
+        meta = {"role": "server", "arena": self.arena, "options": json.dumps(self.options), "agents": self.agent_names}
+        if shm and self.shared is not None:
+            prefix = self._shm_replies.get(ident)
+            if prefix is None and len(self._shm_replies) < MAX_SHM_WORKERS:
+                prefix = self._shm_replies[ident] = f"w{len(self._shm_replies)}"
+                first = self.groups[0].runner.game
+                self.shared.array(f"{prefix}.actions", (self.row_base[-1],) + first.actions.shape[2:],
+                                  first.actions.dtype)
+                self.shared.array(f"{prefix}.logp", (self.row_base[-1],), np.float32)
+            if prefix is not None:
+                names = [f"g{g.index}.{a}" for g in self.groups for a in ("obs", "action_mask")]
+                meta["shm"] = json.dumps({**self.shared.spec(names + ["rows", f"{prefix}.actions", f"{prefix}.logp"]),
+                                          "reply": prefix})
+        self._send(ident, Message("hello", meta=meta))
 
     def _gather(self, req: Request) -> tuple[np.ndarray, np.ndarray]:
         """The request's rows, copied into a buffer kept per (group, agent): no allocation per step, and
@@ -191,9 +235,12 @@ class GameServer:
                 self.log(f"arena serve: waiting for a worker serving {name!r}")
             return
         w = min(live, key=lambda w: len(w.inflight))
-        obs, mask = self._gather(req)
-        msg = Message("act", seq=req.seq, sender="server", arrays={"obs": obs, "mask": mask},
-                      meta={"agent": name, "seed": req.seed, "group": req.group})
+        meta = {"agent": name, "seed": req.seed, "group": req.group}
+        if w.shm and req.offset >= 0:      # the rows are in shared memory already: a header is all
+            msg = Message("act", seq=req.seq, sender="server", meta={**meta, "shm": [req.offset, int(req.rows.size)]})
+        else:
+            obs, mask = self._gather(req)
+            msg = Message("act", seq=req.seq, sender="server", arrays={"obs": obs, "mask": mask}, meta=meta)
         req.worker = w.ident
         w.inflight[req.seq] = req
         if not self._send(w.ident, msg):
@@ -209,10 +256,15 @@ class GameServer:
             runner = group.runner
             group.asked = runner.begin_step()
             group.asked_at = time.perf_counter()
+            offset = self.row_base[group.index]
             for i, rows in group.asked:
                 self._seq += 1
                 seed = int(np.random.SeedSequence([self.seed, group.index, runner.steps, i]).generate_state(1)[0])
                 req = Request(group.index, i, rows, self._seq, seed)
+                if self.shared is not None:      # this step's requests of a group hold disjoint rows
+                    req.offset = offset
+                    self.shared.arrays["rows"][offset:offset + rows.size] = rows
+                    offset += rows.size
                 group.pending.add(req.seq)
                 self.counters["requests"] += 1
                 self._dispatch(req)
@@ -267,7 +319,7 @@ class GameServer:
             if w is not None:   # the same worker starting over: what it had in hand goes elsewhere
                 self._lose(w, "it started over")
             self.workers[ident] = Worker(ident, set(), now)
-            self._hello(ident)
+            self._hello(ident, shm=msg.meta.get("shm") is True)
             return
         if msg.type == "heartbeat":
             if w is None:   # a worker we had given up on (stopped, then resumed): welcome it back
@@ -277,6 +329,7 @@ class GameServer:
             agents = msg.meta.get("agents")
             if isinstance(agents, list):
                 w.agents = {a for a in agents if isinstance(a, str)}
+            w.shm = msg.meta.get("shm") is True and ident in self._shm_replies
             if msg.meta.get("ready") and not w.ready:
                 w.ready = True
                 if self.first_ready is None:   # the clock starts when the first worker can act
@@ -305,6 +358,11 @@ class GameServer:
             return
         group.pending.discard(req.seq)
         runner = group.runner
+        if msg.type == "actions" and not msg.arrays and msg.meta.get("shm") is True and w.shm and req.offset >= 0:
+            prefix, cut = self._shm_replies[ident], slice(req.offset, req.offset + req.rows.size)
+            msg.arrays = {"actions": self.shared.arrays[f"{prefix}.actions"][cut]}
+            if "version" in msg.meta:
+                msg.arrays["logp"] = self.shared.arrays[f"{prefix}.logp"][cut]
         if msg.type == "error":
             runner.fault(req.agent, req.rows, str(msg.meta.get("error", "failed in its worker")))
         elif "actions" not in msg.arrays:
@@ -437,3 +495,5 @@ class GameServer:
         if self.keys_dir:
             from server.net.endpoints import stop_authenticator
             stop_authenticator(self.ctx)
+        if self.shared is not None:
+            self.shared.close()

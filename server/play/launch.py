@@ -28,7 +28,7 @@ class WorkerPool:
         self.worker_flags = list(worker_flags or [])
         self.workers, self.agent_args = int(workers), list(agent_args or [])
         self.tmp = make_run_dir("launch")
-        if transport == "ipc":
+        if transport != "tcp":     # ipc, shm and auto: the control messages go over ipc
             self.bind, self.stats_bind = f"ipc://{self.tmp}/server", f"ipc://{self.tmp}/stats"
         else:
             with socket.socket() as s1, socket.socket() as s2:

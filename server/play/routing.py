@@ -26,6 +26,7 @@ class Request:
     seq: int
     seed: int
     worker: bytes | None = None
+    offset: int = -1            # where its rows start in the server's shared ``rows`` array (-1: frames only)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Worker:
     agents: set
     last_seen: float
     ready: bool = False
+    shm: bool = False           # on this host, with the server's shared arrays mapped (``meta["shm"]``)
     inflight: dict = field(default_factory=dict)   # seq -> Request
 
 

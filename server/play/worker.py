@@ -29,6 +29,15 @@ Every message from a server is decoded (``server.net.protocol``; the socket caps
 ``MAX_MESSAGE_BYTES``) and an ``act`` request checked against the game before use: a bad one is
 dropped and counted (``stats["bad_messages"]``), never the end of the worker.
 
+Shared memory: a worker whose server is on this host (an ipc:// or loopback endpoint) says so in its
+``hello``; the server's answer then describes its shared arrays (``server.net.shm``), which the worker maps
+after checking them. An ``act`` request then carries only ``meta["shm"] = [offset, rows]``: the worker
+reads those rows' indices from the shared ``rows`` array, gathers their observations and masks from the
+group's shared game buffers, and writes its actions (and log-probabilities) at the same offset of its own
+reply arrays; the reply is a header. An answer that does not fit those arrays (another shape, float actions
+for a discrete game) goes back as frames, for the server to judge as any reply. ``transport="frames"``
+(``--transport frames``) never asks for shared memory.
+
 A request's ``meta["seed"]`` is handed to ``agent.reseed(seed)`` when the agent has that method, so
 a batch that the server re-sends to another worker after a failure gets the same actions.
 """
@@ -63,6 +72,8 @@ class Link:
     game: object = None                             # a one-match game of the server's arena, for checks
     last_hello: float = 0.0
     last_beat: float = 0.0
+    shm: dict | None = None                         # the server's shared arrays, when mapped
+    reply: str = ""                                 # the prefix of our reply arrays among them
 
 
 class SetupRefused(ValueError):
@@ -74,7 +85,11 @@ class PolicyWorker:
                  agent_args: list[str] | None = None, name: str | None = None, exit_when_done: bool = False,
                  join: bool = False, log=None, trust: bool = False, arenas: list[str] | None = None,
                  agent_timeout: float = 5.0, learners: dict[str, str] | None = None, past_every: int = 10,
-                 past_pool: int = 8, device: str = "auto", precision: str = "fp32", compile: bool = False):
+                 past_pool: int = 8, device: str = "auto", precision: str = "fp32", compile: bool = False,
+                 transport: str = "auto"):
+        if transport not in ("auto", "frames"):
+            raise ValueError(f"a worker's transport is auto or frames, not {transport!r}")
+        self.transport = transport
         self.join = join
         #: the agents named on the command line, and whether the registry's are served too (no
         #: --agents, or ``*`` among them: built-ins, installed entry points and ckpt: weights)
@@ -113,6 +128,13 @@ class PolicyWorker:
             self.links.append(Link(endpoint, sock))
 
     # -- configuration ---------------------------------------------------------------------------
+    def _local(self, endpoint: str) -> bool:
+        """Whether to offer shared memory to the server at ``endpoint`` (on this host, as far as we can tell)."""
+        from server.net.endpoints import is_loopback
+        from server.net.shm import available
+
+        return self.transport == "auto" and available() and is_loopback(endpoint)
+
     def may_serve(self, name: str) -> bool:
         """Whether this worker serves agent ``name`` when a server asks (see the module docstring)."""
         from agents.loader import kind
@@ -220,7 +242,70 @@ class PolicyWorker:
                     pass  # a broken agent shows its fault on the first real request
         link.game = game
         link.configured, link.config_key = True, key
-        self.log(f"{self.name}: serving {', '.join(link.agents) or 'nothing'} for {arena} at {link.endpoint}")
+        link.shm, link.reply = self._attach(link, msg.meta.get("shm")), ""
+        if link.shm is not None:
+            link.reply = json.loads(msg.meta["shm"]).get("reply", "")
+        how = "shared memory" if link.shm is not None else "frames"
+        self.log(f"{self.name}: serving {', '.join(link.agents) or 'nothing'} for {arena} at {link.endpoint} ({how})")
+
+    def _attach(self, link: Link, spec) -> dict | None:
+        """The server's shared arrays, mapped (None: frames, with one line saying why when it offered them)."""
+        from server.net.shm import ShmError, attach
+
+        if not isinstance(spec, str):
+            return None
+        try:
+            spec = json.loads(spec)
+            arrays = attach(spec)
+            reply = spec.get("reply")
+            if not isinstance(reply, str) or f"{reply}.actions" not in arrays or f"{reply}.logp" not in arrays \
+                    or "rows" not in arrays:
+                raise ShmError("the description has no rows or reply arrays")
+            return arrays
+        except (ShmError, ValueError) as exc:
+            self.log(f"{self.name}: frames for {link.endpoint}, not shared memory: {exc}")
+            return None
+
+    def _from_shm(self, link: Link, msg: Message) -> str:
+        """Fill an ``act`` request's ``obs`` and ``mask`` from shared memory; why it cannot be ("" when it can)."""
+        where, group = msg.meta.get("shm"), msg.meta.get("group")
+        shm, game = link.shm, link.game
+        if shm is None or not isinstance(where, list) or len(where) != 2 or msg.arrays:
+            return "a shared-memory request without shared memory"
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in (*where, group)) \
+                or f"g{group}.obs" not in shm:
+            return "a shared-memory request names no known group and rows"
+        off, n = where
+        if not (0 <= off and 0 < n and off + n <= shm["rows"].size):
+            return f"rows {off}..{off + n} are outside the shared rows"
+        rows = shm["rows"][off:off + n]
+        obs_all, mask_all = shm[f"g{group}.obs"], shm[f"g{group}.action_mask"]
+        flat = obs_all.shape[0] * obs_all.shape[1]
+        if rows.min() < 0 or rows.max() >= flat:
+            return "shared rows outside the group's seats"
+        obs = obs_all.reshape((flat,) + obs_all.shape[2:])[rows]
+        teams = game.team_observation_spaces
+        if any(sp.shape != tuple(game.obs_shape) for sp in teams):      # a team's rows, cut to its space
+            team = int(np.asarray(game.seat_team)[int(rows[0]) % obs_all.shape[1]])
+            obs = np.ascontiguousarray(obs[(slice(None),) + game.team_obs_index(team)])
+        msg.arrays = {"obs": obs, "mask": mask_all.reshape(flat, -1)[rows]}
+        return ""
+
+    def _to_shm(self, link: Link, msg: Message, reply: Message) -> None:
+        """Move a reply's arrays into our reply arrays at the request's offset, when they fit (else frames)."""
+        off, n = msg.meta["shm"]
+        actions, logp = reply.arrays.get("actions"), reply.arrays.get("logp")
+        region = link.shm[f"{link.reply}.actions"][off:off + n]
+        kinds = "iu" if region.dtype.kind in "iu" else "f"
+        if reply.type != "actions" or set(reply.arrays) - {"actions", "logp"} or actions is None \
+                or actions.shape != region.shape or actions.dtype.kind not in kinds \
+                or (logp is not None and logp.shape != (n,)):
+            return
+        np.copyto(region, actions, casting="unsafe")
+        if logp is not None:
+            np.copyto(link.shm[f"{link.reply}.logp"][off:off + n], logp, casting="unsafe")
+        reply.arrays = {}
+        reply.meta = {**reply.meta, "shm": True}
 
     def _bad_request(self, link: Link, msg: Message) -> str:
         """Why an ``act`` request cannot be served as it is ("" when it can)."""
@@ -239,7 +324,8 @@ class PolicyWorker:
 
     def _beat(self, link: Link, now: float) -> None:
         link.sock.send_multipart(encode(Message("heartbeat", sender=self.name,
-                                                meta={"agents": sorted(link.agents), "ready": self.ready})))
+                                                meta={"agents": sorted(link.agents), "ready": self.ready,
+                                                      "shm": link.shm is not None})))
         link.last_beat = now
 
     # -- serving -----------------------------------------------------------------------------------
@@ -249,7 +335,8 @@ class PolicyWorker:
         self._refresh()
         groups: dict[int, list[tuple[Link, Message]]] = {}
         for link, msg in batch:
-            why = self._bad_request(link, msg)
+            why = self._from_shm(link, msg) if "shm" in msg.meta else ""
+            why = why or self._bad_request(link, msg)
             if why:
                 self._count_bad(link, why)
                 link.sock.send_multipart(encode(Message("error", seq=msg.seq, sender=self.name, meta={"error": why})))
@@ -271,7 +358,9 @@ class PolicyWorker:
                 text = str(exc) if str(exc).startswith("returned") or isinstance(exc, AgentFault) else describe(exc)
                 replies = [(link, Message("error", seq=msg.seq, sender=self.name, meta={"error": text}))
                            for link, msg in reqs]
-            for link, reply in replies:
+            for (link, msg), (_, reply) in zip(reqs, replies):
+                if "shm" in msg.meta:
+                    self._to_shm(link, msg, reply)
                 link.sock.send_multipart(encode(reply), copy=False)
             self.stats["batches"] += 1
             self.stats["requests"] += len(reqs)
@@ -318,8 +407,8 @@ class PolicyWorker:
                     continue
                 if not link.configured and now - link.last_hello >= HELLO_RETRY:
                     offer = self.offer + (["*"] if self.registry_agents else [])
-                    link.sock.send_multipart(encode(Message("hello", sender=self.name,
-                                                            meta={"role": "worker", "agents": offer})))
+                    link.sock.send_multipart(encode(Message("hello", sender=self.name, meta={
+                        "role": "worker", "agents": offer, "shm": self._local(link.endpoint)})))
                     link.last_hello = now
                 elif link.configured and now - link.last_beat >= HEARTBEAT_INTERVAL:
                     self._beat(link, now)
