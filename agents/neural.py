@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -74,10 +75,38 @@ class PolicyNet(nn.Module):
         return self.policy(h), self.value(h).squeeze(-1)
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str = "auto", log=None) -> torch.device:
+    """``auto``: CUDA when there is a device, else the CPU. ``cuda`` where there is none falls back to the
+    CPU with one line to ``log`` (default stderr), so a run asked for the GPU still runs."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        (log or (lambda text: print(text, file=sys.stderr, flush=True)))(
+            f"arena: no CUDA device here: {device} falls back to the CPU")
+        return torch.device("cpu")
     return torch.device(device)
+
+
+class Staging:
+    """Host arrays onto a device for one forward pass. On CUDA through pinned host buffers (one per key,
+    grown when a batch outgrows it, reused otherwise) and a non-blocking copy, so the transfer overlaps
+    the work queued before it; on the CPU the array's own memory, no copy. A buffer is reused by the next
+    call only: the caller reads its results back to the host (which waits for the stream) in between."""
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device(device)
+        self._pinned: dict[str, torch.Tensor] = {}
+
+    def __call__(self, key: str, arr: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        if self.device.type != "cuda":
+            return t
+        buf = self._pinned.get(key)
+        if buf is None or buf.shape[0] < t.shape[0] or buf.shape[1:] != t.shape[1:] or buf.dtype != t.dtype:
+            buf = torch.empty((max(t.shape[0], 1024),) + tuple(t.shape[1:]), dtype=t.dtype).pin_memory()
+            self._pinned[key] = buf
+        buf[: t.shape[0]].copy_(t)
+        return buf[: t.shape[0]].to(self.device, non_blocking=True)
 
 
 def pad_rows(obs: np.ndarray, shape: tuple) -> np.ndarray:
@@ -118,7 +147,7 @@ class NeuralAgent(Agent):
         self.meta = {"hidden": hidden, "channels": channels}
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(seed)
-        self._pinned: dict[str, torch.Tensor] = {}
+        self._stage = Staging(self.device)
         self.use_inference(precision, compile)
 
     def use_inference(self, precision: str = "fp32", compile: bool | str = False, int8_backend: str = "auto") -> None:
@@ -150,23 +179,12 @@ class NeuralAgent(Agent):
         """Restart the sampling stream (per batch in distributed play: re-sent batches act alike)."""
         self._gen.manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
 
-    def _to_device(self, key: str, arr: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(arr))
-        if self.device.type != "cuda":
-            return t
-        buf = self._pinned.get(key)
-        if buf is None or buf.shape[0] < t.shape[0] or buf.dtype != t.dtype:
-            buf = torch.empty((max(t.shape[0], 1024),) + tuple(t.shape[1:]), dtype=t.dtype).pin_memory()
-            self._pinned[key] = buf
-        buf[: t.shape[0]].copy_(t)
-        return buf[: t.shape[0]].to(self.device, non_blocking=True)
-
     @torch.inference_mode()
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if obs.shape[0] == 0:
             return np.zeros(0, np.int64)
         obs = pad_rows(obs, tuple(self.net.obs_shape))
-        actions = self.infer.act(self._to_device("obs", obs), self._to_device("mask", mask), self._gen, self.greedy)
+        actions = self.infer.act(self._stage("obs", obs), self._stage("mask", mask), self._gen, self.greedy)
         return actions.cpu().numpy().astype(np.int64)
 
     # -- saving and loading ------------------------------------------------------------------------

@@ -43,7 +43,7 @@ import torch
 import zmq
 
 import arenas
-from agents.neural import NeuralAgent, pick_device
+from agents.neural import NeuralAgent, Staging, pick_device
 
 from server.net.proc import make_run_dir
 from server.net.endpoints import bind as bind_socket, stop_authenticator
@@ -107,10 +107,8 @@ class Learner:
         self.out.mkdir(parents=True, exist_ok=True)
         self.game = arenas.make(cfg.arena, num_matches=1, seed=0, **cfg.options)
         game = self.game
-        if device == "cuda" and not torch.cuda.is_available():
-            self.log("no CUDA device: the learner runs on the CPU")
-            device = "cpu"
-        self.device = pick_device(device)
+        self.device = pick_device(device, log=self.log)      # cuda without a device: the CPU, said once
+        self.stage = Staging(self.device)                    # pinned host buffers for the batches on CUDA
         self.net = policy_net(cfg, game).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
         self.state = LearnerState(name=name)
@@ -306,7 +304,7 @@ class Learner:
 
     def update(self) -> dict:
         stats = ppo_update(self.net, self.optimizer, self.batch, self.cfg.ppo, self.state.updates,
-                           self.params.sync, self.gen)
+                           self.params.sync, self.gen, stage=self.stage)
         self.batch.clear()
         st = self.state
         st.dropped_segments += stats["dropped_segments"]

@@ -150,14 +150,16 @@ def masked_log_probs(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # -- the update ---------------------------------------------------------------------------------------
 def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentBatch, cfg: PPOConfig,
                version: int = 0, sync: Callable[[], None] | None = None,
-               generator: torch.Generator | None = None) -> dict:
+               generator: torch.Generator | None = None, stage=None) -> dict:
     """One PPO update on the filled segments of ``batch``; returns statistics.
 
     ``net`` maps observations ``(B, *obs)`` to ``(logits (B, A), values (B,))`` (``PolicyNet``).
     ``version`` is the learner's current policy version (segments older than ``cfg.max_lag`` behind
     it are dropped). ``sync``, when given, is called after every optimizer step: a safe point (no
     autograd graph alive) where the caller may publish or replace the parameters, as
-    ``TorchParams.sync`` does for gossip. The batch is not cleared.
+    ``TorchParams.sync`` does for gossip. ``stage`` (an ``agents.neural.Staging`` for the net's device,
+    kept by the caller) moves the batch: pinned buffers and non-blocking copies on CUDA. The batch is not
+    cleared.
     """
     start = time.perf_counter()
     device = next(net.parameters()).device
@@ -171,10 +173,12 @@ def ppo_update(net: nn.Module, optimizer: torch.optim.Optimizer, batch: SegmentB
              "mean_lag": float(lag[keep].mean()) if keep.size else 0.0}
     if keep.size == 0:
         return stats
-    take = (lambda a: torch.from_numpy(a[:n])) if dropped == 0 else (lambda a: torch.from_numpy(a[keep]))
-    obs, mask, actions = take(batch.obs).to(device), take(batch.mask).to(device), take(batch.actions).to(device)
-    mu_logp, rewards, dones = take(batch.logp).to(device), take(batch.rewards).to(device), take(batch.dones).to(device)
-    valid = take(batch.valid).to(device)
+    if stage is None:
+        from agents.neural import Staging
+        stage = Staging(device)
+    pick = (lambda a: a[:n]) if dropped == 0 else (lambda a: a[keep])
+    obs, mask, actions, mu_logp, rewards, dones, valid = (
+        stage(name, pick(getattr(batch, name))) for name in ("obs", "mask", "actions", "logp", "rewards", "dones", "valid"))
     s, t = actions.shape
     obs_shape = obs.shape[2:]
 

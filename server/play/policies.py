@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import zmq
 
-from agents.neural import PolicyNet, pad_rows, pick_device
+from agents.neural import PolicyNet, Staging, pad_rows, pick_device
 from server.net.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode
 
 #: the logit given to masked actions when computing log-probabilities (finite: log-softmax stays finite)
@@ -48,6 +48,7 @@ class LearningPolicy:
                  keys_dir: str | None = None, seed: int = 0, precision: str = "fp32", compile: bool = False):
         self.name, self.endpoint, self.game = name, endpoint, game
         self.device = pick_device(device)
+        self.stage = Staging(self.device)       # pinned host buffers and non-blocking copies on CUDA
         self.precision, self.compile = precision, compile
         self.infer = None           # agents.inference.Inference over ``net``: the copy that acts
         self.sub = ctx.socket(zmq.SUB)
@@ -124,24 +125,25 @@ class LearningPolicy:
     @torch.inference_mode()
     def act_logp(self, obs: np.ndarray, mask: np.ndarray, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
         """Sample actions from the masked softmax; returns ``(actions, logp, version)``."""
-        return sample(self.infer, obs, mask, self.gen, self.device, seed, tuple(self.net.obs_shape)) + (self.version,)
+        return sample(self.infer, obs, mask, self.gen, self.stage, seed, tuple(self.net.obs_shape)) + (self.version,)
 
     def close(self) -> None:
         self.sub.close(linger=0)
 
 
-def sample(net, obs: np.ndarray, mask: np.ndarray, gen: torch.Generator, device, seed: int | None = None,
+def sample(net, obs: np.ndarray, mask: np.ndarray, gen: torch.Generator, stage: Staging, seed: int | None = None,
            obs_shape: tuple | None = None):
     """``(actions, logp)`` sampled from the masked softmax of ``net`` (a ``PolicyNet`` or an
-    ``agents.inference.Inference`` copy of one; Gumbel-max with ``gen``)."""
+    ``agents.inference.Inference`` copy of one; Gumbel-max with ``gen``), its inputs put on the device by
+    ``stage``."""
     if seed is not None:
         gen.manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
     n = obs.shape[0]
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.float32)
     obs = pad_rows(obs, obs_shape or tuple(net.obs_shape))
-    x = torch.from_numpy(np.ascontiguousarray(obs)).to(device, non_blocking=True)
-    m = torch.from_numpy(np.ascontiguousarray(mask)).to(device, non_blocking=True) != 0
+    device = stage.device
+    x, m = stage("obs", obs), stage("mask", mask) != 0
     logits, _ = net(x)
     logp_all = torch.log_softmax(logits.float().nan_to_num(neginf=MASKED_LOGIT).masked_fill(~m, MASKED_LOGIT), dim=-1)
     u = torch.rand(logp_all.shape, generator=gen, device=device).clamp_(1e-12, 1.0)
@@ -157,6 +159,7 @@ class SnapshotPool:
     def __init__(self, game, every: int = 10, size: int = 8, device: str = "auto", seed: int = 0):
         self.game, self.every, self.size = game, max(1, int(every)), max(1, int(size))
         self.device = pick_device(device)
+        self.stage = Staging(self.device)
         self.vectors: list[tuple[int, np.ndarray]] = []
         self.layout: dict | None = None
         self.net: PolicyNet | None = None
@@ -189,4 +192,4 @@ class SnapshotPool:
 
     @torch.inference_mode()
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return sample(self.net, obs, mask, self.gen, self.device)[0]
+        return sample(self.net, obs, mask, self.gen, self.stage)[0]

@@ -91,3 +91,20 @@ def test_policy_net_shapes():
     net = PolicyNet((7, 7, 4), 9, arch="conv", hidden=16, obs_high=np.full((7, 7, 4), 10.0, np.float32))
     logits, value = net(torch.zeros(5, 7, 7, 4, dtype=torch.uint8))
     assert logits.shape == (5, 9) and value.shape == (5,)
+
+
+def test_cuda_asked_where_there_is_none_falls_back_to_the_cpu_with_one_line():
+    import pytest
+    import torch
+
+    from agents.neural import Staging, pick_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has a CUDA device")
+    said = []
+    assert pick_device("cuda", log=said.append).type == "cpu"
+    assert len(said) == 1 and "no CUDA device" in said[0]
+    assert pick_device("auto", log=said.append).type == "cpu" and len(said) == 1, "auto says nothing"
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    t = Staging(torch.device("cpu"))("obs", arr)
+    assert t.data_ptr() == arr.__array_interface__["data"][0], "on the CPU the batch is not copied"
