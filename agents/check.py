@@ -10,6 +10,7 @@ as a fault for each).
 from __future__ import annotations
 
 import gymnasium
+import numba as nb
 import numpy as np
 
 
@@ -77,6 +78,30 @@ def validate_actions(out, mask: np.ndarray, space: gymnasium.spaces.Space | None
     if illegal.any():
         bad["chose a masked (illegal) action"] = illegal
     return arr, bad
+
+
+@nb.njit(cache=True, parallel=True)
+def _legal_into_nb(actions, mask_flat, rows, dest):
+    bad = 0
+    for i in nb.prange(rows.size):
+        a, r = actions[i], rows[i]
+        if a < 0 or a >= mask_flat.shape[1] or mask_flat[r, a] == 0:
+            bad += 1
+        else:
+            dest[r] = a
+    return bad
+
+
+def legal_into(out, mask_flat: np.ndarray, rows: np.ndarray, dest: np.ndarray) -> bool:
+    """The fast path of ``validate_actions`` for a discrete game: when ``out`` is ``(rows.size,)`` integers
+    and every one is a legal action of its row (``mask_flat[rows[i]]``), write them to ``dest[rows]`` and
+    return True, in one parallel pass. Otherwise return False having written some rows: the caller then
+    validates the answer the slow way, which says what is wrong and rewrites every row."""
+    if not isinstance(out, np.ndarray) or out.shape != rows.shape or out.dtype.kind not in "iu" \
+            or out.dtype.itemsize > 8 or (out.dtype.kind == "u" and out.dtype.itemsize == 8):
+        return False
+    return _legal_into_nb(out.astype(np.int64, copy=False), mask_flat, rows.astype(np.int64, copy=False),
+                          dest) == 0
 
 
 def _numbers(out, expected: str) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,12 @@ class Staging:
         self._pinned: dict[str, torch.Tensor] = {}
 
     def __call__(self, key: str, arr: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        if not arr.flags.writeable:      # a read-only view (a worker's shared memory): torch only reads it,
+            with warnings.catch_warnings():      # but warns that it could write
+                warnings.simplefilter("ignore", UserWarning)
+                t = torch.from_numpy(np.ascontiguousarray(arr))
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(arr))
         if self.device.type != "cuda":
             return t
         buf = self._pinned.get(key)

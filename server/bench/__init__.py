@@ -239,17 +239,24 @@ def _cli_json(args: list[str]) -> dict:
 
 
 def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, agents: str = "random,random",
-                    out: IO | None = None) -> dict:
-    """``arena run`` against ``arena launch`` (same arena, agents, matches and steps), and the codec cost."""
+                    out: IO | None = None, repeats: int = 3) -> dict:
+    """``arena run`` against ``arena launch`` with shared memory and with frames on ipc (same arena, agents,
+    matches and steps; each the median of ``repeats`` runs, interleaved), and the codec cost."""
     say = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
     common = ["battle", "--matches", str(matches), "--agents", agents, "--steps", str(steps)]
-    local = _cli_json(["run", *common])
-    say(f"battle {matches} matches, agents {agents}, {steps} steps")
+    runs: dict[str, list] = {"run": [], "shm": [], "ipc": []}
+    for _ in range(max(1, repeats)):     # interleaved, so a noisy minute hits all three alike
+        runs["run"].append(_cli_json(["run", *common]))
+        for t in ("shm", "ipc"):
+            runs[t].append(_cli_json(["launch", *common, "--workers", str(workers), "--transport", t]))
+    local, dist, frames = (sorted(r, key=lambda s: s["agent_steps_per_s"])[len(r) // 2] for r in runs.values())
+    say(f"battle {matches} matches, agents {agents}, {steps} steps; medians of {max(1, repeats)} runs each")
     say(f"  arena run    (one process)          : {local['agent_steps_per_s']:>14,.0f} agent-steps/s")
-    dist = _cli_json(["launch", *common, "--workers", str(workers)])
     ratio = dist["agent_steps_per_s"] / local["agent_steps_per_s"]
-    say(f"  arena launch ({workers} worker(s), zmq ipc)  : {dist['agent_steps_per_s']:>14,.0f} agent-steps/s"
+    say(f"  arena launch ({workers} worker(s), shared memory): {dist['agent_steps_per_s']:>14,.0f} agent-steps/s"
         f"  = {100 * ratio:.0f}% of arena run")
+    say(f"  arena launch ({workers} worker(s), frames on ipc): {frames['agent_steps_per_s']:>14,.0f} agent-steps/s"
+        f"  = {100 * frames['agent_steps_per_s'] / local['agent_steps_per_s']:.0f}% of arena run")
     srv = dist.get("server", {})
     if "step_latency_p50_ms" in srv:
         say(f"  launch step latency (requests out to last reply in): p50 {srv['step_latency_p50_ms']:.2f} ms, "
@@ -261,6 +268,7 @@ def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, age
     return {"battle_distributed": {
         "matches": matches, "steps": steps, "workers": workers, "agents": agents,
         "run_agent_steps_per_s": local["agent_steps_per_s"], "launch_agent_steps_per_s": dist["agent_steps_per_s"],
+        "launch_frames_agent_steps_per_s": frames["agent_steps_per_s"],
         "ratio": round(ratio, 3), "codec_us": round(codec["codec_s"] * 1e6, 1),
         "step_ms": round(codec["step_s"] * 1e3, 3), "codec_share": round(codec["codec_share"], 5),
         "server": dist.get("server", {})}}

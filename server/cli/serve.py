@@ -18,8 +18,8 @@ def add_parsers(sub) -> None:
     sv.add_argument("--bind", default="tcp://127.0.0.1:5555",
                     help="ROUTER endpoint for workers (default tcp://127.0.0.1:5555; not loopback needs --keys)")
     sv.add_argument("--stats-bind", help="PUB endpoint for statistics (default: the --bind port + 1)")
-    sv.add_argument("--groups", type=positive, default=2, help="match groups stepped in turn, to overlap "
-                                                                  "stepping with acting (default 2)")
+    sv.add_argument("--groups", type=positive, help="match groups stepped in turn, to overlap stepping with "
+                                                    "acting (default: 2 on more than 2 cores, else 1)")
     sv.add_argument("--keys", metavar="DIR", help="CURVE keys made by 'arena keys DIR'")
     sv.add_argument("--transport", choices=["auto", "shm", "frames"], default="auto",
                     help="to workers on this host: shm (observations and actions in shared memory, control over "
@@ -37,7 +37,8 @@ def add_parsers(sub) -> None:
     la = sub.add_parser("launch", help="a game server and N policy workers on this machine")
     play_args(la, isolation=False)
     la.add_argument("--workers", type=positive, default=1, help="policy worker processes (default 1)")
-    la.add_argument("--groups", type=positive, default=2, help="match groups stepped in turn (default 2)")
+    la.add_argument("--groups", type=positive, help="match groups stepped in turn (default: 2 on more than 2 "
+                                                    "cores, else 1)")
     la.add_argument("--transport", choices=["auto", "shm", "ipc", "tcp"], default="auto",
                     help="server to workers: shm (observations and actions in shared memory, control messages over "
                          "ipc), ipc or tcp on loopback (frames over the socket); auto (default): shm where the host "
@@ -93,7 +94,7 @@ def add_parsers(sub) -> None:
 def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=None, keys=None, on_ready=None):
     import numba
 
-    from server.play.gameserver import GameServer
+    from server.play.gameserver import GameServer, default_groups
 
     from server.spectator.publisher import FramePublisher, default_endpoint
 
@@ -101,7 +102,8 @@ def _run_server(args, options: dict, names: list[str], bind: str, stats_bind=Non
     t0 = time.perf_counter()
     try:
         server = GameServer(args.arena, names, args.matches, seed=args.seed, options=options, bind=bind,
-                            stats_bind=stats_bind, groups=args.groups, keys_dir=keys, games=args.games,
+                            stats_bind=stats_bind, groups=args.groups or default_groups(), keys_dir=keys,
+                            games=args.games,
                             steps=args.steps, spectators=lambda runners, ctx: FramePublisher(
                                 spectate, args.arena, runners, ctx=ctx, keys_dir=keys),
                             transport=_server_transport(args.transport))
@@ -214,7 +216,7 @@ def _serve_training(args) -> int:
     if cfg.arena != args.arena:
         raise UsageError(f"arena serve: --config is for {cfg.arena!r}, not {args.arena!r}")
     try:
-        server = training_server(args.arena, cfg, learners, args.bind, args.stats_bind, args.groups, args.keys,
+        server = training_server(args.arena, cfg, learners, args.bind, args.stats_bind, args.groups or 2, args.keys,
                                  spectate=args.spectate_bind or default_endpoint(args.bind), transport=args.transport)
     except ValueError as exc:
         raise UsageError(f"arena serve: {exc}") from None

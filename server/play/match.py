@@ -27,9 +27,10 @@ from typing import Callable
 import numpy as np
 
 from agents.base import Agent
-from agents.check import AgentFault, describe, neutral_action, validate_actions
+from agents.check import AgentFault, describe, legal_into, neutral_action, validate_actions
 from agents.loader import adapt
 from simcore.game import DRAW, BatchedGame
+from simcore.rows import take_rows
 
 from .summary import AgentTotals
 
@@ -125,7 +126,7 @@ class MatchRunner:
     def obs_of(self, rows: np.ndarray) -> np.ndarray:
         """The observations of ``rows`` (all of one team when ``split_teams``), cut to that team's space."""
         if not self.split_teams or rows.size == 0:
-            return self._obs_flat[rows]
+            return take_rows(self._obs_flat, rows)
         team = int(self._seat_team_flat[rows[0]])
         return np.ascontiguousarray(self._obs_flat[rows][(slice(None),) + self.game.team_obs_index(team)])
 
@@ -167,6 +168,8 @@ class MatchRunner:
 
     def take(self, i: int, rows: np.ndarray, out) -> None:
         """Agent ``i``'s answer for ``rows``: validated, bad rows forfeited, good ones stored."""
+        if not self.game.continuous_actions and legal_into(out, self._mask_flat, rows, self._actions_flat):
+            return                                  # all legal integers: stored in one pass
         try:
             actions, bad = validate_actions(out, self._mask_flat[rows], self.game.single_action_space)
         except AgentFault as exc:

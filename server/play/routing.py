@@ -27,6 +27,7 @@ class Request:
     seed: int
     worker: bytes | None = None
     offset: int = -1            # where its rows start in the server's shared ``rows`` array (-1: frames only)
+    staged: bool = False        # its observations are in the shared request arrays (or need not be)
 
 
 @dataclass

@@ -258,8 +258,8 @@ class PolicyWorker:
             spec = json.loads(spec)
             arrays = attach(spec)
             reply = spec.get("reply")
-            if not isinstance(reply, str) or f"{reply}.actions" not in arrays or f"{reply}.logp" not in arrays \
-                    or "rows" not in arrays:
+            if not isinstance(reply, str) or any(k not in arrays for k in (
+                    f"{reply}.actions", f"{reply}.logp", "rows", "req_obs", "req_mask")):
                 raise ShmError("the description has no rows or reply arrays")
             return arrays
         except (ShmError, ValueError) as exc:
@@ -280,15 +280,30 @@ class PolicyWorker:
             return f"rows {off}..{off + n} are outside the shared rows"
         rows = shm["rows"][off:off + n]
         obs_all, mask_all = shm[f"g{group}.obs"], shm[f"g{group}.action_mask"]
-        flat = obs_all.shape[0] * obs_all.shape[1]
-        if rows.min() < 0 or rows.max() >= flat:
+        seats = obs_all.shape[1]
+        flat = obs_all.shape[0] * seats
+        first, last = int(rows[0]), int(rows[-1])
+        if not (0 <= first < flat and 0 <= last < flat):   # only these two index anything below
             return "shared rows outside the group's seats"
-        obs = obs_all.reshape((flat,) + obs_all.shape[2:])[rows]
-        teams = game.team_observation_spaces
-        if any(sp.shape != tuple(game.obs_shape) for sp in teams):      # a team's rows, cut to its space
-            team = int(np.asarray(game.seat_team)[int(rows[0]) % obs_all.shape[1]])
-            obs = np.ascontiguousarray(obs[(slice(None),) + game.team_obs_index(team)])
-        msg.arrays = {"obs": obs, "mask": mask_all.reshape(flat, -1)[rows]}
+        split = any(sp.shape != tuple(game.obs_shape) for sp in game.team_observation_spaces)
+        if not split and last - first + 1 == n:       # one run of seats: the game's own buffers, in place
+            obs = obs_all.reshape((flat,) + obs_all.shape[2:])[first:last + 1]
+            mask = mask_all.reshape(flat, -1)[first:last + 1]
+        else:                                         # gathered by the server into the request arrays
+            shape = tuple(game.obs_shape)
+            if split:                                 # a team's rows, cut to its space
+                team = int(np.asarray(game.seat_team)[first % seats])
+                shape = tuple(game.team_observation_spaces[team].shape)
+            row_bytes = obs_all[0, 0].nbytes
+            size = n * obs_all.dtype.itemsize * int(np.prod(shape))
+            req = shm["req_obs"]
+            if (off + n) * row_bytes > req.size:
+                return "shared rows outside the request arrays"
+            obs = req[off * row_bytes:off * row_bytes + size].view(obs_all.dtype).reshape((n,) + shape)
+            mask = shm["req_mask"][off:off + n]
+        obs, mask = obs.view(), mask.view()
+        obs.flags.writeable = mask.flags.writeable = False      # an agent reads them; they are the server's
+        msg.arrays = {"obs": obs, "mask": mask}
         return ""
 
     def _to_shm(self, link: Link, msg: Message, reply: Message) -> None:
@@ -361,7 +376,7 @@ class PolicyWorker:
             for (link, msg), (_, reply) in zip(reqs, replies):
                 if "shm" in msg.meta:
                     self._to_shm(link, msg, reply)
-                link.sock.send_multipart(encode(reply), copy=False)
+                link.sock.send_multipart(encode(reply), copy=not reply.arrays)   # a header alone: copied
             self.stats["batches"] += 1
             self.stats["requests"] += len(reqs)
             self.stats["rows"] += sum(len(o) for o in obs)

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,8 @@ def _fake_server(tmp_path):
         game = arenas.get("connect4").game(num_matches=4)
     game.reset(seed=0)
     owner.array("rows", (8,), np.int64)
+    owner.array("req_obs", (8 * game.obs[0, 0].nbytes,), np.uint8)
+    owner.array("req_mask", (8, 7), np.int8)
     owner.array("w0.actions", (8,), np.int64)
     owner.array("w0.logp", (8,), np.float32)
     ctx = zmq.Context.instance()
@@ -138,13 +141,16 @@ def _fake_server(tmp_path):
     return owner, game, sock, bind
 
 
-def _recv(sock, want: str, timeout_ms: int = 60000):
+def _recv(sock, want: str, seconds: float = 60):
+    """The next message of type ``want`` (heartbeats in between are skipped; any other reply fails)."""
+    deadline = time.monotonic() + seconds
     while True:
-        assert sock.poll(timeout_ms), f"no {want} from the worker"
+        assert sock.poll(max(1, int(1000 * (deadline - time.monotonic())))), f"no {want} from the worker"
         ident, *frames = sock.recv_multipart()
         msg = decode(frames)
         if msg.type == want:
             return ident, msg
+        assert msg.type in ("heartbeat", "hello"), f"wanted {want}, got {msg.type} {msg.meta}"
 
 
 def test_a_worker_refuses_bad_shared_requests_and_answers_good_ones(tmp_path):
@@ -154,7 +160,8 @@ def test_a_worker_refuses_bad_shared_requests_and_answers_good_ones(tmp_path):
     try:
         ident, hello = _recv(sock, "hello")
         assert hello.meta["shm"] is True, "a worker on this host offers shared memory"
-        spec = {**owner.spec(["g0.obs", "g0.action_mask", "rows", "w0.actions", "w0.logp"]), "reply": "w0"}
+        spec = {**owner.spec(["g0.obs", "g0.action_mask", "rows", "req_obs", "req_mask", "w0.actions", "w0.logp"]),
+                "reply": "w0"}
         sock.send_multipart([ident, *encode(Message("hello", meta={
             "role": "server", "arena": "connect4", "options": "{}", "agents": ["greedy"], "shm": json.dumps(spec)}))])
         while True:
@@ -176,12 +183,24 @@ def test_a_worker_refuses_bad_shared_requests_and_answers_good_ones(tmp_path):
         _, reply = _recv(sock, "error")
         assert "outside" in reply.meta["error"]
         owner.arrays["rows"][2:2 + rows.size] = rows
+        # interleaved rows: the server gathers them into the request arrays at the request's offset
+        row_bytes = game.obs[0, 0].nbytes
+        owner.arrays["req_obs"][2 * row_bytes:(2 + rows.size) * row_bytes] = \
+            game.obs.reshape(-1, *game.obs.shape[2:])[rows].reshape(-1).view(np.uint8)
+        owner.arrays["req_mask"][2:2 + rows.size] = game.action_mask.reshape(-1, 7)[rows]
         sock.send_multipart([ident, *encode(Message("act", seq=99, meta={"agent": "greedy", "seed": 0, "group": 0,
                                                                           "shm": [2, rows.size]}))])
         _, reply = _recv(sock, "actions")
         assert reply.seq == 99 and reply.meta["shm"] is True and not reply.arrays
         got = owner.arrays["w0.actions"][2:2 + rows.size]
         assert (got == 3).all(), "greedy opens in the centre column, written at the request's offset"
+        # one contiguous run of rows: read straight from the game's own buffers (request arrays untouched)
+        owner.arrays["req_mask"][:] = 0
+        owner.arrays["rows"][5] = rows[0]
+        sock.send_multipart([ident, *encode(Message("act", seq=100, meta={"agent": "greedy", "seed": 0, "group": 0,
+                                                                           "shm": [5, 1]}))])
+        _, reply = _recv(sock, "actions")
+        assert reply.seq == 100 and owner.arrays["w0.actions"][5] == 3
     finally:
         sock.send_multipart([ident, *encode(Message("bye"))])
         worker.wait(timeout=30)
