@@ -30,7 +30,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def build_parser() -> Parser:
-    from . import bench, play, serve, spectator, train
+    from . import bench, league, play, serve, spectator, train
 
     p = Parser(prog="arena", description="Numba-vectorised multi-agent game simulation.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
@@ -38,14 +38,15 @@ def build_parser() -> Parser:
     serve.add_parsers(sub)
     spectator.add_parsers(sub)
     train.add_parsers(sub)
+    league.add_parsers(sub)
     bench.add_parsers(sub)
     return p
 
 
 def _commands() -> dict:
-    from . import bench, play, serve, spectator, train
+    from . import bench, league, play, serve, spectator, train
 
-    return {"list": play.cmd_list, "run": play.cmd_run, "bench": bench.cmd_bench,
+    return {"league": league.cmd_league, "list": play.cmd_list, "run": play.cmd_run, "bench": bench.cmd_bench,
             "init-policy": play.cmd_init_policy, "serve": serve.cmd_serve, "launch": serve.cmd_launch,
             "worker": serve.cmd_worker, "keys": serve.cmd_keys, "watch": spectator.cmd_watch,
             "replay": spectator.cmd_replay, "train": train.cmd_train, "learner": train.cmd_learner}

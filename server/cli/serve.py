@@ -76,6 +76,9 @@ def add_parsers(sub) -> None:
     wk.add_argument("--learner", action="append", metavar="NAME=PUB",
                     help="serve agent NAME (in --agents) from learner NAME's parameter broadcasts, swapping in each "
                          "new version between batches (repeatable); 'past' in --agents plays frozen snapshots")
+    wk.add_argument("--league-pub", metavar="PUB",
+                    help="the league's snapshot broadcasts: agents snap0, snap1, ... in --agents play the frozen "
+                         "snapshot the league puts in that slot (arena league starts workers with it)")
     wk.add_argument("--past-every", type=positive, default=10, help="versions between 'past' snapshots (default 10)")
     wk.add_argument("--past-pool", type=positive, default=8, help="'past' snapshots kept (default 8)")
     wk.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -285,7 +288,8 @@ def cmd_worker(args) -> int:
                               exit_when_done=args.exit_when_done, join=args.join, log=log, trust=args.trust,
                               arenas=args.arena, agent_timeout=args.agent_timeout, learners=learners,
                               past_every=args.past_every, past_pool=args.past_pool, device=args.device,
-                              precision=args.precision, compile=args.compile, transport=args.transport)
+                              precision=args.precision, compile=args.compile, transport=args.transport,
+                              league_pub=args.league_pub)
     except EndpointError as exc:
         raise UsageError(f"arena worker: {exc}") from None
     try:

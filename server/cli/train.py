@@ -61,6 +61,10 @@ def add_parsers(sub) -> None:
     le.add_argument("--seed", type=seed, default=100, help="this learner's seed (its workers derive theirs)")
     le.add_argument("--minutes", type=_minutes, help="stop after this long (default: until SIGTERM / Ctrl-C)")
     le.add_argument("--resume", action="store_true", help="start from the checkpoint in --out")
+    le.add_argument("--init", metavar="CKPT", help="start from the weights of this policy checkpoint (ckpt:PATH)")
+    le.add_argument("--version-start", type=int, default=0, metavar="V",
+                    help="the first version a fresh learner publishes (a league exploiter restarted from its initial "
+                         "weights goes on above the versions it published before)")
     le.add_argument("--gossip-every", type=positive, default=1)
     le.add_argument("--gossip-timeout", type=float, default=5.0)
     le.add_argument("--save-every", type=float, default=60.0)
@@ -185,7 +189,7 @@ def cmd_learner(args) -> int:
         learner = Learner(cfg, args.name, args.out, gossip_bind=args.bind, peers=peers,
                           pub_bind=args.pub, segments_bind=args.segments, device=args.device, gossip_every=args.gossip_every, gossip_timeout=args.gossip_timeout,
                           save_every=args.save_every, resume=args.resume, keys_dir=args.keys,
-                          exit_with_parent=args.exit_with_parent)
+                          exit_with_parent=args.exit_with_parent, init=args.init, version_start=args.version_start)
     except CheckpointError as exc:     # --resume from a corrupt, truncated, absurd or mismatched checkpoint
         raise UsageError(f"arena learner: --resume: {exc}") from None
     except (TrainError, EndpointError, FileNotFoundError, ValueError) as exc:

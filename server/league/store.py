@@ -261,6 +261,27 @@ def _peek(db: Path, arena: str) -> bool:
     return False
 
 
+def arena_of(path: str | os.PathLike) -> str:
+    """The arena of the league at ``path`` (folder or ``.db``), read without writing; ``LeagueError`` when
+    there is no league there."""
+    db = _db_path(path)
+    if not db.exists():
+        raise LeagueError(f"no league at {db}")
+    wal = db.with_name(db.name + "-wal")
+    uri = db.resolve().as_uri() + ("?mode=ro" if wal.exists() else "?mode=ro&immutable=1")
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'arena'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise LeagueError(f"{db} is not a readable league database ({exc})") from None
+    if row is None:
+        raise LeagueError(f"{db} is not a league database")
+    return str(row[0])
+
+
 class LeagueStore:
     """The league's SQLite records (see the module docstring). Open with ``LeagueStore.open``.
 
@@ -480,8 +501,9 @@ class LeagueStore:
         many were new.
 
         ``score`` is ``a``'s: 1 win, 0.5 draw, 0 loss. A ``match_id`` already recorded (in an earlier
-        batch or earlier in this one) is skipped. Each new match updates both players' ratings and adds
-        their rows to the rating history. ``steps`` (``{learner: steps}``) are stored in the same
+        batch or earlier in this one) is skipped. Each new match updates both players' ratings; the rating
+        history gets one row per player the batch rated, after its last match (a league records thousands of
+        matches a second: a row per match would be most of the file). ``steps`` (``{learner: steps}``) are stored in the same
         transaction. The whole batch is checked first: an unknown member or a bad score raises
         ``LeagueError`` and records nothing.
         """
@@ -494,7 +516,7 @@ class LeagueStore:
         new = 0
         with self._transaction() as db:
             ratings: dict[str, list] = {}            # name -> [mu, sigma, games], this batch's working copy
-            history = []
+            last_seq = 0
             for match_id, a, b, score, length in batch:
                 cur = db.execute("INSERT INTO matches (id, a, b, score, length, created_at) VALUES (?, ?, ?, ?, ?, ?) "
                                  "ON CONFLICT (id) DO NOTHING", (match_id, a, b, score, length, now))
@@ -511,7 +533,8 @@ class LeagueStore:
                 ra, rb = rate(tuple(ratings[a][:2]), tuple(ratings[b][:2]), score)
                 for name, (mu, sigma) in ((a, ra), (b, rb)):
                     ratings[name][:] = [mu, sigma, ratings[name][2] + 1]
-                    history.append((seq, name, mu, sigma, now))
+                last_seq = seq
+            history = [(last_seq, name, r[0], r[1], now) for name, r in ratings.items()]
             db.executemany("UPDATE ratings SET mu = ?, sigma = ?, games = ? WHERE name = ?",
                            [(*r, name) for name, r in ratings.items()])
             db.executemany("INSERT INTO rating_history (seq, name, mu, sigma, wall) VALUES (?, ?, ?, ?, ?)", history)
@@ -570,7 +593,8 @@ class LeagueStore:
         return sorted(table, key=lambda s: (-s.ordinal, s.name))
 
     def rating_history(self, name: str | None = None) -> list[HistoryRow]:
-        """Ratings after each rated match, in match order (one member's, or everyone's)."""
+        """Ratings after each recorded batch (at its last match's ``seq``), in match order (one member's,
+        or everyone's)."""
         if name is None:
             rows = self._db.execute("SELECT seq, name, mu, sigma, wall FROM rating_history ORDER BY seq, name")
         else:

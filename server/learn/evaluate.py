@@ -7,14 +7,15 @@ from agents import make_agent
 from server.play.match import MatchRunner
 
 
-def evaluate(agent, arena: str, opponent: str, games: int = 1000, seed: int = 12345,
-             options: dict | None = None) -> dict:
-    """``agent`` against the built-in ``opponent`` with ``MatchRunner``: ``games`` slots, each counted
-    once, seats alternating by slot. Returns wins, losses, draws, the win rate of ``agent``, and its win
-    rate on each team (``win_rate_by_team``: [as team 0, as team 1])."""
+def evaluate(agent, arena: str, opponent, games: int = 1000, seed: int = 12345,
+             options: dict | None = None, opponent_args: dict | None = None) -> dict:
+    """``agent`` against ``opponent`` (a built-in agent's name, made with ``opponent_args``, or an agent)
+    with ``MatchRunner``: ``games`` slots, each counted once, seats alternating by slot. Returns wins,
+    losses, draws, the win rate of ``agent``, and its win rate on each team (``win_rate_by_team``: [as
+    team 0, as team 1])."""
     game = arenas.make(arena, num_matches=games, seed=seed, **(options or {}))
-    opp = make_agent(opponent, game, seed=seed + 1)
-    runner = MatchRunner(game, [agent, opp], names=["learner", opponent])
+    opp = make_agent(opponent, game, seed=seed + 1, **(opponent_args or {})) if isinstance(opponent, str) else opponent
+    runner = MatchRunner(game, [agent, opp], names=["learner", getattr(opp, "name", None) or "opponent"])
     runner.reset(seed)
     runner.play()
     t = runner.totals[0]

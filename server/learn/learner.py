@@ -43,6 +43,7 @@ import torch
 import zmq
 
 import arenas
+from agents.checkpoint import CheckpointError
 from agents.neural import NeuralAgent, Staging, pick_device
 
 from server.net.proc import make_run_dir
@@ -101,7 +102,8 @@ class Learner:
                  pub_bind: str | None = None, segments_bind: str | None = None,
                  gossip_every: int = 1, gossip_timeout: float = 5.0, save_every: float = 60.0,
                  resume: bool = False, keys_dir: str | None = None, device: str = "auto",
-                 exit_with_parent: bool = False, log: Callable[[str], None] | None = None):
+                 exit_with_parent: bool = False, log: Callable[[str], None] | None = None,
+                 init: str | None = None, version_start: int = 0):
         self.cfg, self.name, self.out = cfg, name, Path(out)
         self.log = log or (lambda text: print(f"[{name}] {text}", file=sys.stderr, flush=True))
         self.out.mkdir(parents=True, exist_ok=True)
@@ -111,9 +113,11 @@ class Learner:
         self.stage = Staging(self.device)                    # pinned host buffers for the batches on CUDA
         self.net = policy_net(cfg, game).to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.ppo.lr, eps=1e-5)
-        self.state = LearnerState(name=name)
+        self.state = LearnerState(name=name, version=int(version_start))
         if resume:
             self._load()
+        elif init:
+            self._init_from(init)
         self.params = TorchParams(self.net)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.batch = SegmentBatch(cfg.batch_segments, cfg.horizon, game.obs_shape, game.obs.dtype, game.num_actions)
@@ -176,6 +180,19 @@ class Learner:
         self.state.name = self.name
         self.log(f"resumed from {ck.folder} at version {self.state.version} "
                  f"({self.state.agent_steps:,} agent-steps, {self.state.seconds:.0f} s trained)")
+
+    def _init_from(self, path: str) -> None:
+        """Start from the weights of the policy checkpoint ``path`` (``ckpt:PATH`` or ``PATH``: data only);
+        its net must be the one this configuration builds."""
+        try:
+            agent = NeuralAgent.load(path[5:] if path.startswith("ckpt:") else path, self.game, device="cpu")
+            self.net.load_state_dict(agent.net.state_dict(), strict=True)
+        except (CheckpointError, FileNotFoundError, OSError, ValueError) as exc:
+            raise TrainError(f"--init {path}: {str(exc).splitlines()[0]}") from None
+        except RuntimeError as exc:
+            raise TrainError(f"--init {path}: its net does not fit this configuration "
+                             f"({str(exc).splitlines()[0]})") from None
+        self.log(f"starting from the weights of {path}")
 
     def save(self) -> Path:
         """Write the checkpoint as one unit (``agents.checkpoint``): policy, optimizer (tensors only) and

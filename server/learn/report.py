@@ -35,6 +35,7 @@ class Watcher:
             self.sub.connect(ep)
         self.stats: dict[str, dict] = {}
         self.params: dict[str, np.ndarray] = {}
+        self.layouts: dict[str, dict] = {}      # learner -> the net and version of its last parameters
         self.heard: dict[str, float] = {}       # learner -> when its last message arrived
 
     def _bad(self, exc: ProtocolError) -> None:
@@ -53,10 +54,11 @@ class Watcher:
                     self.stats[name] = dict(msg.meta)
                 elif msg.type == "params" and "params" in msg.arrays:
                     self.params[name] = msg.arrays["params"]     # a view of the received frame, no copy
+                    self.layouts[name] = {k: msg.meta.get(k) for k in ("arch", "hidden", "channels", "version")}
 
     def forget(self, name: str) -> None:
         """Drop what a learner said (it was restarted, say)."""
-        for d in (self.stats, self.params, self.heard):
+        for d in (self.stats, self.params, self.heard, self.layouts):
             d.pop(name, None)
 
     def consensus(self, fresh: float = 3.0) -> float | None:

@@ -64,6 +64,10 @@ HEARTBEAT_INTERVAL = 0.2
 HEARTBEAT_LIVENESS = 1.0
 #: seconds between two ``stats`` messages on the PUB socket
 STATS_INTERVAL = 1.0
+#: seconds of silence after which a worker that has not yet said it is ready counts as gone
+WARMUP_LIVENESS = 60.0
+#: seconds ``stop`` waits for the steps in flight before ``serve`` returns without them
+STOP_GRACE = 10.0
 #: the smallest per-frame cap on the server's sockets (the CURVE handshake and hellos fit easily)
 MIN_REPLY_CAP = 64 * 1024
 #: the most workers given reply arrays in shared memory (more get frames): bounds what a crowd of local
@@ -129,6 +133,8 @@ class GameServer:
                 policy = seating(g, np.arange(offset, offset + size))
                 runner.reseat(np.arange(size), policy.initial())
                 runner.seating = policy
+                if hasattr(policy, "bind"):     # a policy that reads the results too (the league's)
+                    policy.bind(runner)
             offset += size
             runner.reset(gseed)
             g_games = None if games is None else games // groups + (1 if g < games % groups else 0)
@@ -339,7 +345,10 @@ class GameServer:
                     self._ask(group)
 
     def stop(self) -> None:
-        """Finish the steps in flight, then return from ``serve`` (training stops this way)."""
+        """Finish the steps in flight, then return from ``serve`` (training stops this way); after
+        ``STOP_GRACE`` seconds without them (no worker left to answer) return anyway."""
+        if not self.stopping:
+            self._stop_by = time.monotonic() + STOP_GRACE
         self.stopping = True
 
     # -- receiving ---------------------------------------------------------------------------------
@@ -435,7 +444,9 @@ class GameServer:
             self.spectators.poll()
         self.on_tick(self)
         for w in list(self.workers.values()):
-            if now - w.last_seen > self.liveness:
+            # a worker still loading its agents (JIT compiles, first parameters) holds no batch: it may
+            # be silent for longer before it counts as gone
+            if now - w.last_seen > (self.liveness if w.ready or w.inflight else WARMUP_LIVENESS):
                 self._lose(w, f"silent for {now - w.last_seen:.1f} s")
             else:
                 self._send(w.ident, Message("heartbeat", sender="server"))
@@ -475,6 +486,10 @@ class GameServer:
         next_tick = next_stats = time.monotonic()
         try:
             while not all(g.finished for g in self.groups):
+                if self.stopping and time.monotonic() > self._stop_by:
+                    self.log("arena serve: stopping without the steps still in flight (no reply in "
+                             f"{STOP_GRACE:.0f} s)")
+                    break
                 now = time.monotonic()
                 timeout = max(0.0, min(next_tick, next_stats) - now)
                 t0 = time.perf_counter()

@@ -193,3 +193,96 @@ class SnapshotPool:
     @torch.inference_mode()
     def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return sample(self.net, obs, mask, self.gen, self.stage)[0]
+
+
+class SnapshotBoard:
+    """The league's frozen snapshots, as one publisher broadcasts them: ``params`` messages whose
+    ``meta["learner"]`` names a snapshot slot (``snap0``, ``snap1``, ...) and whose ``version`` says which
+    snapshot fills it now (a slot is refilled only once no match seats it). One SUB socket for all slots;
+    ``slot(name)`` is the agent that plays one of them."""
+
+    def __init__(self, endpoint: str, game, ctx: zmq.Context, device: str = "auto", keys_dir: str | None = None,
+                 seed: int = 0):
+        self.game, self.device = game, pick_device(device)
+        self.stage = Staging(self.device)
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sub.setsockopt(zmq.LINGER, 0)
+        self.sub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        if keys_dir:
+            from server.net.endpoints import secure_client
+            secure_client(self.sub, keys_dir)
+        self.sub.connect(endpoint)
+        self.nets: dict[str, tuple[int, PolicyNet]] = {}     # slot -> (version, net)
+        self.refused = 0
+        self.seed = seed
+
+    def refresh(self, wait: float = 0.0) -> None:
+        """Take every snapshot waiting on the socket (``wait`` seconds for the first)."""
+        timeout = int(wait * 1000)
+        while self.sub.poll(timeout):
+            timeout = 0
+            try:
+                msg = decode(self.sub.recv_multipart(copy=False))
+            except ProtocolError:
+                self.refused += 1
+                continue
+            name, version, vec = msg.meta.get("learner"), msg.meta.get("version"), msg.arrays.get("params")
+            if msg.type != "params" or not isinstance(name, str) or vec is None or not isinstance(version, int) \
+                    or isinstance(version, bool):
+                self.refused += 1
+                continue
+            if name in self.nets and self.nets[name][0] == version:
+                continue
+            try:
+                net = net_for(self.game, msg.meta).to(self.device).eval()
+            except (ProtocolError, ValueError, TypeError):
+                self.refused += 1
+                continue
+            if vec.dtype != np.float32 or vec.shape != (sum(p.numel() for p in net.parameters()),) \
+                    or not np.isfinite(vec).all():
+                self.refused += 1
+                continue
+            _vector_into(net, vec)
+            self.nets[name] = (version, net)
+
+    def slot(self, name: str) -> "FrozenSnapshot":
+        return FrozenSnapshot(self, name)
+
+    def close(self) -> None:
+        self.sub.close(linger=0)
+
+
+class FrozenSnapshot:
+    """One snapshot slot of a ``SnapshotBoard``: samples from the masked softmax of the snapshot filling
+    it (waiting up to ``WAIT_S`` for it to arrive, else a fault: the match is forfeited)."""
+
+    WAIT_S = 2.0
+
+    def __init__(self, board: SnapshotBoard, name: str):
+        self.board, self.name = board, name
+        self.gen = torch.Generator(device=board.device)
+        self.gen.manual_seed(board.seed)
+
+    def reseed(self, seed: int) -> None:
+        self.gen.manual_seed(int(seed) & 0x7FFFFFFFFFFFFFFF)
+
+    @property
+    def version(self) -> int:
+        return self.board.nets.get(self.name, (-1, None))[0]
+
+    @property
+    def ready(self) -> bool:
+        """Whether a snapshot fills this slot (the worker's warm-up skips an empty one)."""
+        return self.name in self.board.nets
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        self.board.refresh(0.0 if self.name in self.board.nets else self.WAIT_S)
+        if self.name not in self.board.nets:
+            raise RuntimeError(f"snapshot slot {self.name!r} has no snapshot yet")
+        net = self.board.nets[self.name][1]
+        return sample(net, obs, mask, self.gen, self.board.stage, obs_shape=tuple(net.obs_shape))[0]
+
+    def close(self) -> None:
+        pass

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ from server.net.protocol import DTYPES, MAX_MESSAGE_BYTES, Message, encode, wait
 HEARTBEAT_INTERVAL = 0.2
 #: seconds between ``hello`` retries while a server has not answered
 HELLO_RETRY = 1.0
+#: the league's snapshot slots among a worker's agents (``--league-pub``)
+_SNAPSHOT_SLOT = re.compile(r"^snap\d{1,4}$")
 
 
 @dataclass
@@ -86,7 +89,10 @@ class PolicyWorker:
                  join: bool = False, log=None, trust: bool = False, arenas: list[str] | None = None,
                  agent_timeout: float = 5.0, learners: dict[str, str] | None = None, past_every: int = 10,
                  past_pool: int = 8, device: str = "auto", precision: str = "fp32", compile: bool = False,
-                 transport: str = "auto"):
+                 transport: str = "auto", league_pub: str | None = None):
+        #: the league's snapshot broadcasts: agents named ``snapK`` in --agents play snapshot slot K from it
+        self.league_pub = league_pub
+        self.board = None
         if transport not in ("auto", "frames"):
             raise ValueError(f"a worker's transport is auto or frames, not {transport!r}")
         self.transport = transport
@@ -141,7 +147,8 @@ class PolicyWorker:
         from agents.registry import UnknownAgent
 
         spec = name.split("#")[0]
-        if name in self.learner_endpoints or (name == "past" and self.learner_endpoints):
+        if name in self.learner_endpoints or (name == "past" and self.learner_endpoints) or \
+                (self.league_pub and _SNAPSHOT_SLOT.match(name)):
             return name in self.offer
         if name in self.offer or spec in self.offer:
             return True
@@ -171,6 +178,11 @@ class PolicyWorker:
             policy.on_version = lambda vec, version, layout, p=policy: self._snapshot(p, vec, version, layout)
             self.learning[name] = policy
             return policy
+        if self.league_pub and _SNAPSHOT_SLOT.match(name):
+            from server.play.policies import SnapshotBoard
+            if self.board is None:
+                self.board = SnapshotBoard(self.league_pub, game, self.ctx, device=self.device, keys_dir=self.keys_dir)
+            return self.board.slot(name)
         if name == "past" and self.learner_endpoints:
             from server.play.policies import SnapshotPool
             self.pool = SnapshotPool(game, every=self.past_every, size=self.past_pool, device=self.device)
@@ -193,6 +205,8 @@ class PolicyWorker:
         """Swap in the learners' newest parameters: called between batches, never during one."""
         for policy in self.learning.values():
             policy.refresh(wait if not policy.ready else 0.0)
+        if self.board is not None:
+            self.board.refresh()
 
     @property
     def ready(self) -> bool:
@@ -428,7 +442,7 @@ class PolicyWorker:
                 elif link.configured and now - link.last_beat >= HEARTBEAT_INTERVAL:
                     self._beat(link, now)
             events = dict(poller.poll(int(HEARTBEAT_INTERVAL * 1000)))
-            if self.learning and not events:
+            if (self.learning or self.board is not None) and not events:
                 self._refresh()                  # idle: new parameters (the first ones make us ready)
             batch: list[tuple[Link, Message]] = []
             for i, link in enumerate(self.links):

@@ -82,8 +82,11 @@ def test_record_batches_and_skip_duplicates(store, tmp_path):
     board = {s.name: s for s in store.leaderboard()}
     assert board["main"].games == 3 and board["random"].games == 2 and board["exploiter"].games == 1
     assert board["main"].mu > DEFAULT_RATING[0] > board["random"].mu        # the winner gains
-    assert len(store.rating_history()) == 2 * 4
-    assert [h.seq for h in store.rating_history("main")] == [1, 2, 3]
+    # one history row per player rated in a batch, after the batch's last match
+    g3, g4 = (m.seq for m in store.matches() if m.id in ("g3", "g4"))
+    assert [(h.seq, h.name) for h in store.rating_history()] == [
+        (g3, "exploiter"), (g3, "greedy"), (g3, "main"), (g3, "random"), (g4, "greedy"), (g4, "random")]
+    assert store.rating_history("main")[-1][2:4] == tuple(store.ratings()["main"])
     # an unknown member, a bad score or a bad length records nothing of the batch
     for bad, message in [(("g5", "main", "nobody", 1, 3), "does not have: 'nobody'"),
                          (("g5", "main", "random", 2, 3), "score"),
@@ -266,7 +269,10 @@ def test_kill_9_at_random_moments(store, tmp_path):
                 for name in {m.a, m.b}:
                     rated[name] = rated.get(name, 0) + 1
             assert {r.name: r.games for r in s.leaderboard() if r.games} == rated
-            assert len(s.rating_history()) == 2 * now
+            last = {}
+            for h in s.rating_history():
+                last[h.name] = (h.mu, h.sigma)
+            assert last == {n: r for n, r in s.ratings().items() if n in rated}, "history ends at the ratings"
             for m in s.members():
                 if m.kind == SNAPSHOT:
                     s.verify_file(m.name)        # every snapshot row has its whole file

@@ -1,0 +1,148 @@
+"""``arena league`` as real processes: killed with SIGKILL at random moments and resumed, its files, and
+bad input refused with one line and nothing changed."""
+import hashlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents.neural import NeuralAgent
+from server.league import SNAPSHOT
+from server.league.store import LeagueStore
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+SMALL = ["--set", "num_matches=16", "--set", "batch_segments=32", "--snapshot-steps", "400", "--every", "1",
+         "--save-every", "1"]
+
+
+def cli(*args):
+    return [sys.executable, "-m", "server.cli", *args]
+
+
+def league(folder, *extra, minutes="5", **kw):
+    return subprocess.Popen(cli("league", "connect4", "--dir", str(folder), "--minutes", minutes, *SMALL, *extra),
+                            env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kw)
+
+
+def tree_digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def check(folder: Path, before: int) -> int:
+    with LeagueStore.open(folder, "connect4") as s:
+        assert s.integrity_ok()
+        now = s.match_count()
+        assert now >= before, "the matches counted only grow"
+        ids = [m.id for m in s.matches()]
+        assert len(ids) == len(set(ids)) == now, "no match counted twice"
+        assert s.recompute_ratings() == s.ratings(), "ratings replayed from the matches equal the stored ones"
+        for m in s.members():
+            if m.kind == SNAPSHOT:
+                s.verify_file(m.name)
+                NeuralAgent.load(m.path, device="cpu")          # every recorded snapshot loads
+        return now
+
+
+def test_a_league_killed_ten_times_resumes_each_time_and_finishes(tmp_path):
+    folder = tmp_path / "lg"
+    rng = random.Random(7)
+    count, snapshots = 0, 0
+    for round_ in range(10):
+        p = league(folder)
+        # until the league has played (the first round includes compiling), then a random moment
+        deadline = time.monotonic() + 180
+        while not (folder / "league.db").exists() or count_matches(folder) <= count:
+            assert p.poll() is None, p.stdout.read()
+            assert time.monotonic() < deadline, "the league played no match"
+            time.sleep(0.2)
+        time.sleep(rng.uniform(1.0, 6.0))
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+        p.stdout.close()
+        count = check(folder, count)
+        with LeagueStore.open(folder, "connect4") as s:
+            snapshots = sum(m.kind == SNAPSHOT for m in s.members())
+    assert count > 0 and snapshots > 0, (count, snapshots)
+    # and once more, to the end: its files and the top agent's evaluation
+    p = league(folder, "--eval-games", "40", minutes="0.3")
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out
+    assert check(folder, count) > count
+    summary = json.loads((folder / "league.json").read_text())
+    assert summary["top"] == "main0" and set(summary["evaluation"]) >= {"random", "greedy", "search:depth=2"}
+    assert all(0.0 <= v <= 1.0 for v in summary["evaluation"].values())
+    NeuralAgent.load(summary["top_checkpoint"], device="cpu")
+    for name in ("leaderboard.csv", "payoff.csv", "payoff.png", "ratings.png"):
+        assert (folder / name).stat().st_size > 0, name
+    board = subprocess.run(cli("league", "--dir", str(folder), "--leaderboard"), env=ENV, cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert board.returncode == 0 and "main0" in board.stdout and "mx0" in board.stdout
+
+
+def count_matches(folder: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{folder / 'league.db'}?mode=ro", uri=True, timeout=5)
+        try:
+            return conn.execute("SELECT count(*) FROM matches").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _refused(args, folder: Path, text: str) -> None:
+    before = tree_digest(folder) if folder.exists() else None
+    p = subprocess.run(cli("league", *args), env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    assert text in p.stderr and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert (tree_digest(folder) if folder.exists() else None) == before, "nothing in DIR changed"
+
+
+@pytest.fixture
+def small_league(tmp_path):
+    """A league folder with members and one snapshot, made with the store (no run needed)."""
+    import arenas
+
+    folder = tmp_path / "lg"
+    with LeagueStore.open(folder, "connect4", create=True) as s:
+        s.set_config({"arena": "connect4"})
+        s.add_member("main0", "main")
+        s.add_member("random", "fixed", spec={"agent": "random"})
+        agent = NeuralAgent(arenas.make("connect4", num_matches=1), device="cpu")
+        path = agent.save(folder / "snapshots" / "main0-s1")
+        s.add_snapshot("main0", "main0-s1", path, 100)
+        s.record([("m1", "main0", "random", 1.0, 9)])
+    return folder
+
+
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(small_league, tmp_path):
+    folder = small_league
+    _refused(["battle", "--dir", str(folder)], folder, "is the league of arena 'connect4'")
+    # a corrupt snapshot file
+    weights = next((folder / "snapshots" / "main0-s1").rglob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-7] + b"garbage")
+    _refused(["connect4", "--dir", str(folder)], folder, "main0-s1")
+    # a database from a newer schema
+    db = folder / "league.db"
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    _refused(["connect4", "--dir", str(folder)], folder, "newer")
+    # unknown fixed members: nothing is created
+    fresh = tmp_path / "fresh"
+    _refused(["connect4", "--dir", str(fresh), "--opponents", "random,no_such_agent"], fresh, "no_such_agent")
+    assert not fresh.exists()
