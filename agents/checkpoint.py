@@ -66,7 +66,8 @@ def folder_name(number: int) -> str:
     return f"ckpt-{number:06d}"
 
 
-def _fsync_path(path: Path, directory: bool = False) -> None:
+def fsync_path(path: Path, directory: bool = False) -> None:
+    """fsync a file (or, with ``directory``, a folder's entries) by path."""
     fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
     try:
         os.fsync(fd)
@@ -91,7 +92,7 @@ def write_json_atomic(path: Path, obj) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_path(path.parent, directory=True)
+    fsync_path(path.parent, directory=True)
 
 
 def numbers(root: Path) -> list[int]:
@@ -136,7 +137,7 @@ def write(root: str | os.PathLike, files: dict[str, Callable[[Path, int], None]]
         for name, writer in files.items():
             path = tmp / name
             writer(path, number)
-            _fsync_path(path)
+            fsync_path(path)
             listing[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "checkpoint": number, "files": listing,
                     **({"info": info} if info else {})}
@@ -144,7 +145,7 @@ def write(root: str | os.PathLike, files: dict[str, Callable[[Path, int], None]]
             json.dump(manifest, fh, indent=2)
             fh.flush()
             os.fsync(fh.fileno())
-        _fsync_path(tmp, directory=True)
+        fsync_path(tmp, directory=True)
         final = root / folder_name(number)
         try:
             os.rename(tmp, final)
@@ -154,7 +155,7 @@ def write(root: str | os.PathLike, files: dict[str, Callable[[Path, int], None]]
             # another writer in this folder took the number meanwhile: the files record it, so write anew
             shutil.rmtree(tmp)
             return write(root, files, keep, info)
-        _fsync_path(root, directory=True)
+        fsync_path(root, directory=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -316,3 +316,42 @@ def run_train_bench(names: list[str], learners: int = 2, workers: int = 1, minut
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"train_vs_launch": figures}
+
+
+# -- the league beside training (arena bench --league) ------------------------------------------------
+def run_league_bench(names: list[str], minutes: float = 2.0, out: IO | None = None) -> dict:
+    """``arena league`` (defaults: a main agent and a main exploiter, one learner each) and ``arena train``
+    with two learners (the same number of learners and match slots) for ``minutes`` each, in the same
+    run: their agent-steps/s, the ratio, and the league's own cost (matchmaking, results, ratings and
+    their commits) as a share of its wall time."""
+    import io
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from server.league.run import LeaguePlan, run_league
+    from server.learn.run import TrainPlan, run_training
+
+    say = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
+    figures = {}
+    for name in names:
+        tmp = Path(tempfile.mkdtemp(prefix="arena-bench-league-"))
+        try:
+            train = run_training(TrainPlan(arena=name, out=tmp / "train", learners=2, minutes=minutes, eval_games=0,
+                                           every=30.0), out=io.StringIO())
+            train_rate = train.get("steady_agent_steps_per_s", train["agent_steps_per_s"])
+            lg = run_league(LeaguePlan(arena=name, dir=tmp / "league", minutes=minutes, eval_games=0, every=30.0),
+                            out=io.StringIO())
+            ratio = lg["agent_steps_per_s"] / train_rate
+            say(f"{name}: {minutes:g} min each, 2 learners, the same match slots")
+            say(f"  arena train (2 learners)                           : {train_rate:>12,.0f} agent-steps/s")
+            say(f"  arena league (main + main exploiter, 1 learner each): {lg['agent_steps_per_s']:>12,.0f} agent-steps/s"
+                f"  = {100 * ratio:.0f}% of train")
+            say(f"  league matchmaking, results and ratings: {lg['matchmaking_rating_s']:.1f} s of {lg['seconds']:.0f} s"
+                f" = {100 * lg['matchmaking_rating_share']:.1f}% ({lg['matches']:,} matches rated)")
+            figures[name] = {"train_agent_steps_per_s": train_rate, "league_agent_steps_per_s": lg["agent_steps_per_s"],
+                             "ratio": round(ratio, 3), "matches": lg["matches"],
+                             "matchmaking_rating_share": lg["matchmaking_rating_share"]}
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"league_vs_train": figures}

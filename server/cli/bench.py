@@ -18,6 +18,9 @@ def add_parsers(sub) -> None:
     b.add_argument("--workers", type=positive, default=1, help="workers for --distributed (default 1)")
     b.add_argument("--train", action="store_true",
                    help="arena train beside arena launch with the same policy and no learning, per arena")
+    b.add_argument("--league", action="store_true",
+                   help="arena league beside arena train on --arenas (default connect4), --minutes each: agent-steps/s "
+                        "and the league's matchmaking and rating cost")
     b.add_argument("--learners", type=positive, default=2, help="learners for --train (default 2)")
     b.add_argument("--minutes", type=positive_float, default=2.0, help="training minutes per arena for --train (default 2)")
     b.add_argument("--steps", type=positive, default=150, help="batched steps for --distributed (default 150)")
@@ -48,6 +51,13 @@ def cmd_bench(args) -> int:
         return _policy_bench(args)
     if args.ckpt is not None:
         raise UsageError("arena bench: --ckpt goes with --policy ARENA")
+    if args.league:
+        from server.bench import run_league_bench
+        chosen = names if args.arenas != "tag,connect4,battle" else ["connect4"]
+        figures = run_league_bench(chosen, minutes=args.minutes, out=sys.stdout)
+        if args.json:
+            print(json.dumps(figures))
+        return 0
     if args.train:
         from server.bench import run_train_bench
         figures = run_train_bench(names, learners=args.learners, workers=args.workers, minutes=args.minutes,

@@ -537,7 +537,7 @@ class League:
         if getattr(self, "server", None) is not None:
             st = self.server.stats()
             summary.update(seconds=round(seconds, 1), agent_steps=st["agent_steps"],
-                           agent_steps_per_s=round(st["agent_steps"] / max(seconds, 1e-9), 1),
+                           agent_steps_per_s=round(st["agent_steps_per_s"], 1),   # since the first worker was ready
                            matchmaking_rating_s=round(self.cost_s, 3),
                            matchmaking_rating_share=round(self.cost_s / max(seconds, 1e-9), 4))
         if not mains:
@@ -730,6 +730,13 @@ def plot_payoff(payoff: Payoff, names: list[str], path: Path) -> Path:
                 ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6)
     ax.set_title("win rate of row vs column (decayed)")
     fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    """Write a figure whole or not at all (a temporary file renamed over ``path``)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
@@ -755,12 +762,7 @@ def plot_ratings(store: LeagueStore, path: Path) -> Path:
     ax.grid(alpha=0.3)
     if by:
         ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path)
 
 
 def _agent_args(items: list[str]) -> dict[str, dict]:

@@ -50,6 +50,8 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 from openskill.models import PlackettLuce
 
+from agents.checkpoint import fsync_path
+
 from . import LEARNING_KINDS, SNAPSHOT, LeagueError, Member, check_kind
 from .payoff import check_score
 
@@ -179,12 +181,7 @@ def content_sha256(path: str | os.PathLike) -> str:
     raise LeagueError(f"{path} does not exist")
 
 
-def _fsync(path: Path, directory: bool = False) -> None:
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+_fsync = fsync_path
 
 
 def _fsync_tree(path: Path) -> None:

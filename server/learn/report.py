@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from server.net.protocol import MAX_MESSAGE_BYTES, ProtocolError, waiting
+from server.net.endpoints import subscriber
+from server.net.protocol import ProtocolError, waiting
 
 from .gossip import consensus_distance
 
@@ -23,16 +24,8 @@ class Watcher:
 
     def __init__(self, endpoints: dict[str, str], keys_dir: str | None = None):
         self.ctx = zmq.Context()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.sub = subscriber(self.ctx, list(endpoints.values()), keys_dir)
         self.bad_messages = 0
-        if keys_dir:
-            from server.net.endpoints import secure_client
-            secure_client(self.sub, keys_dir)
-        for ep in endpoints.values():
-            self.sub.connect(ep)
         self.stats: dict[str, dict] = {}
         self.params: dict[str, np.ndarray] = {}
         self.layouts: dict[str, dict] = {}      # learner -> the net and version of its last parameters

@@ -151,6 +151,25 @@ def secure_client(sock: zmq.Socket, keys_dir: str | Path) -> None:
     sock.curve_secretkey, sock.curve_publickey, sock.curve_serverkey = sec, pub, server_pub
 
 
+def subscriber(ctx: zmq.Context, endpoints, keys_dir: str | Path | None = None, rcvhwm: int | None = None) -> zmq.Socket:
+    """A SUB socket to everything the PUB sockets at ``endpoints`` (one or a list) publish: no linger,
+    each frame capped at the protocol's ``MAX_MESSAGE_BYTES``, a CURVE client with ``keys_dir``, and at
+    most ``rcvhwm`` messages kept per publisher when given (only the newest matter)."""
+    from server.net.protocol import MAX_MESSAGE_BYTES
+
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    if rcvhwm is not None:
+        sock.setsockopt(zmq.RCVHWM, rcvhwm)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    if keys_dir:
+        secure_client(sock, keys_dir)
+    for ep in [endpoints] if isinstance(endpoints, str) else endpoints:
+        sock.connect(ep)
+    return sock
+
+
 #: the running authenticator of each context (ZeroMQ allows one ZAP handler per context)
 _AUTHENTICATORS: dict[int, tuple[zmq.Context, object]] = {}
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
-from server.net.protocol import MAX_MESSAGE_BYTES, Message, encode, waiting
+from server.net.endpoints import subscriber
+from server.net.protocol import Message, encode, waiting
 
 from .trajectory import TrajectoryRecorder
 
@@ -63,13 +64,7 @@ class LearnerFeed:
                                 np.zeros(r.game.num_matches, np.int64), 1, win_reward=spec.win_reward)
              for j in range(k)] for r in runners]
         self.push: list[zmq.Socket] = []
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        if keys_dir:
-            from server.net.endpoints import secure_client
-            secure_client(self.sub, keys_dir)
+        self.sub = subscriber(ctx, [], keys_dir)
         for name in self.names:
             _, seg, pub = spec.agents[name]
             s = ctx.socket(zmq.PUSH)

@@ -17,7 +17,8 @@ import torch
 import zmq
 
 from agents.neural import PolicyNet, Staging, pad_rows, pick_device
-from server.net.protocol import MAX_MESSAGE_BYTES, ProtocolError, decode
+from server.net.endpoints import subscriber
+from server.net.protocol import ProtocolError, decode
 
 #: the logit given to masked actions when computing log-probabilities (finite: log-softmax stays finite)
 MASKED_LOGIT = -1e9
@@ -51,15 +52,7 @@ class LearningPolicy:
         self.stage = Staging(self.device)       # pinned host buffers and non-blocking copies on CUDA
         self.precision, self.compile = precision, compile
         self.infer = None           # agents.inference.Inference over ``net``: the copy that acts
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.setsockopt(zmq.RCVHWM, RCVHWM)
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        if keys_dir:
-            from server.net.endpoints import secure_client
-            secure_client(self.sub, keys_dir)
-        self.sub.connect(endpoint)
+        self.sub = subscriber(ctx, endpoint, keys_dir, rcvhwm=RCVHWM)
         self.net: PolicyNet | None = None
         self.version = -1
         self.swaps = 0
@@ -205,14 +198,7 @@ class SnapshotBoard:
                  seed: int = 0):
         self.game, self.device = game, pick_device(device)
         self.stage = Staging(self.device)
-        self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self.sub.setsockopt(zmq.LINGER, 0)
-        self.sub.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        if keys_dir:
-            from server.net.endpoints import secure_client
-            secure_client(self.sub, keys_dir)
-        self.sub.connect(endpoint)
+        self.sub = subscriber(ctx, endpoint, keys_dir)
         self.nets: dict[str, tuple[int, PolicyNet]] = {}     # slot -> (version, net)
         self.refused = 0
         self.seed = seed

@@ -81,6 +81,13 @@ def test_a_league_killed_ten_times_resumes_each_time_and_finishes(tmp_path):
     out, _ = p.communicate(timeout=300)
     assert p.returncode == 0, out
     assert check(folder, count) > count
+    with LeagueStore.open(folder, "connect4") as s:
+        snaps = {m.name for m in s.members() if m.kind == SNAPSHOT}
+        played = [m for m in s.matches() if m.a in snaps or m.b in snaps]
+        config = s.config()
+    assert played, "the workers played the snapshots the league broadcast"
+    if any(n.startswith("mx0") for n in snaps):
+        assert config["generations"].get("mx0", 0) >= 1, "a main exploiter restarts after its snapshot"
     summary = json.loads((folder / "league.json").read_text())
     assert summary["top"] == "main0" and set(summary["evaluation"]) >= {"random", "greedy", "search:depth=2"}
     assert all(0.0 <= v <= 1.0 for v in summary["evaluation"].values())
