@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import operator
 import os
 import re
@@ -155,13 +156,40 @@ def ordinal(mu: float, sigma: float) -> float:
     return mu - ORDINAL_Z * sigma
 
 
+#: openskill's PlackettLuce constants (its defaults: beta = 25/6, kappa = 1e-4, tau = 25/300)
+_BETA2, _KAPPA, _TAU2 = float(_MODEL.beta) ** 2, float(_MODEL.kappa), float(_MODEL.tau) ** 2
+
+
 def rate(a: tuple[float, float], b: tuple[float, float], score: float) -> tuple[tuple[float, float], tuple[float, float]]:
     """The new ``(mu, sigma)`` of ``a`` and ``b`` after a match that ``a`` scored ``score`` in (1, 0.5, 0):
-    Plackett-Luce with one player per team, a draw as equal ranks."""
-    ranks = [1, 2] if score == 1.0 else [2, 1] if score == 0.0 else [1, 1]
-    (ra,), (rb,) = _MODEL.rate([[_MODEL.rating(mu=a[0], sigma=a[1])], [_MODEL.rating(mu=b[0], sigma=b[1])]],
-                               ranks=ranks)
-    return (float(ra.mu), float(ra.sigma)), (float(rb.mu), float(rb.sigma))
+    openskill's Plackett-Luce (Weng and Lin 2011, algorithm 4, with openskill's defaults: tau added to
+    each sigma first, gamma = sigma / c) for two teams of one player, a draw as equal ranks.
+
+    Written out for this case because a league rates thousands of matches a second: ``_MODEL.rate`` costs
+    about 230 us a match here (rating objects with uuids, deep copies), this about 3 us.
+    ``tests/league/test_store.py`` checks it against ``PlackettLuce.rate`` on random ratings (equal within
+    1e-12)."""
+    (mu_a, s_a), (mu_b, s_b) = a, b
+    va, vb = s_a * s_a + _TAU2, s_b * s_b + _TAU2
+    c2 = va + vb + 2.0 * _BETA2
+    c = math.sqrt(c2)
+    ea, eb = math.exp(mu_a / c), math.exp(mu_b / c)
+    pa, pb = ea / (ea + eb), eb / (ea + eb)
+    if score == 1.0:          # a ranked first: a's sum over itself; b's over a (and itself, which adds 0)
+        oa, ob = 1.0 - pa, -pb
+        da, db = pa * (1.0 - pa), pb * (1.0 - pb)
+    elif score == 0.0:
+        oa, ob = -pa, 1.0 - pb
+        da, db = pa * (1.0 - pa), pb * (1.0 - pb)
+    else:                     # tied: each sums over both, halved (two teams share the rank)
+        oa, ob = ((1.0 - pa) - pa) / 2.0, ((1.0 - pb) - pb) / 2.0
+        da, db = pa * (1.0 - pa), pb * (1.0 - pb)
+    out = []
+    for mu, v, omega, delta in ((mu_a, va, oa, da), (mu_b, vb, ob, db)):
+        sd = math.sqrt(v)
+        delta = delta * v / c2 * (sd / c)
+        out.append((mu + v / c * omega, sd * math.sqrt(max(1.0 - delta, _KAPPA))))
+    return out[0], out[1]
 
 
 # -- files ---------------------------------------------------------------------------------------------
@@ -513,16 +541,24 @@ class LeagueStore:
         new = 0
         with self._transaction() as db:
             ratings: dict[str, list] = {}            # name -> [mu, sigma, games], this batch's working copy
-            last_seq = 0
-            for match_id, a, b, score, length in batch:
-                cur = db.execute("INSERT INTO matches (id, a, b, score, length, created_at) VALUES (?, ?, ?, ?, ?, ?) "
-                                 "ON CONFLICT (id) DO NOTHING", (match_id, a, b, score, length, now))
-                if cur.rowcount != 1:
-                    continue
-                new += 1
+            ids = [r[0] for r in batch]
+            seen: set[str] = set()
+            for i in range(0, len(ids), 500):        # ids recorded before: skipped (a re-sent batch)
+                chunk = ids[i:i + 500]
+                seen.update(row[0] for row in db.execute(
+                    f"SELECT id FROM matches WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+            fresh = []
+            for r in batch:
+                if r[0] not in seen:
+                    seen.add(r[0])
+                    fresh.append(r)
+            db.executemany("INSERT INTO matches (id, a, b, score, length, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                           [(*r, now) for r in fresh])       # seq follows this order: the order rated below
+            new = len(fresh)
+            last_seq = db.execute("SELECT max(seq) FROM matches").fetchone()[0] or 0
+            for match_id, a, b, score, length in fresh:
                 if a == b:
                     continue
-                seq = cur.lastrowid
                 for name in (a, b):
                     if name not in ratings:
                         ratings[name] = list(db.execute("SELECT mu, sigma, games FROM ratings WHERE name = ?",
@@ -530,7 +566,6 @@ class LeagueStore:
                 ra, rb = rate(tuple(ratings[a][:2]), tuple(ratings[b][:2]), score)
                 for name, (mu, sigma) in ((a, ra), (b, rb)):
                     ratings[name][:] = [mu, sigma, ratings[name][2] + 1]
-                last_seq = seq
             history = [(last_seq, name, r[0], r[1], now) for name, r in ratings.items()]
             db.executemany("UPDATE ratings SET mu = ?, sigma = ?, games = ? WHERE name = ?",
                            [(*r, name) for name, r in ratings.items()])

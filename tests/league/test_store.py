@@ -278,3 +278,24 @@ def test_kill_9_at_random_moments(store, tmp_path):
                     s.verify_file(m.name)        # every snapshot row has its whole file
             steps = s.member("main").steps
             assert steps % 100 == 0
+
+
+def test_the_written_out_rating_update_is_openskills_plackett_luce():
+    """``store.rate`` spells out PlackettLuce for two one-player teams (for speed): it must agree with
+    openskill's own ``rate`` on random ratings, wins, losses and draws."""
+    import random
+
+    from openskill.models import PlackettLuce
+
+    from server.league.store import rate
+
+    model, rng = PlackettLuce(), random.Random(3)
+    for _ in range(2000):
+        a, b = (rng.uniform(-20, 70), rng.uniform(0.05, 12)), (rng.uniform(-20, 70), rng.uniform(0.05, 12))
+        score = rng.choice([0.0, 0.5, 1.0])
+        ranks = [1, 2] if score == 1.0 else [2, 1] if score == 0.0 else [1, 1]
+        (ra,), (rb,) = model.rate([[model.rating(mu=a[0], sigma=a[1])], [model.rating(mu=b[0], sigma=b[1])]],
+                                  ranks=ranks)
+        (ma, sa), (mb, sb) = rate(a, b, score)
+        assert abs(ma - ra.mu) < 1e-12 and abs(sa - ra.sigma) < 1e-12
+        assert abs(mb - rb.mu) < 1e-12 and abs(sb - rb.sigma) < 1e-12
