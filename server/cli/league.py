@@ -32,6 +32,9 @@ def add_parsers(sub) -> None:
     lg.add_argument("--snapshot-steps", type=positive, metavar="N",
                     help="a learning member is frozen after N of its agent-steps if it beats every current "
                          "opponent at 70%%, after 2N regardless (default per arena: a few minutes)")
+    lg.add_argument("--max-snapshots", type=positive, metavar="N",
+                    help="keep at most N snapshots' files: beyond that the oldest ones every main agent beats "
+                         "retire and their files are removed (their matches and ratings stay; default: keep all)")
     lg.add_argument("--init", metavar="CKPT", help="start the main agents from this policy (ckpt:PATH)")
     lg.add_argument("--seed", type=seed, default=0)
     lg.add_argument("--eval-games", type=int_at_least(0, "a count"), default=1000,
@@ -44,6 +47,11 @@ def add_parsers(sub) -> None:
                     help="seconds between learners' checkpoints, what a killed league resumes from (default 60)")
     lg.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                     help="a TrainConfig field for every learner (num_matches, horizon, batch_segments, ...)")
+    lg.add_argument("--bind", metavar="ENDPOINT",
+                    help="the game server's endpoint, for remote members: 'arena worker --connect ENDPOINT --agents "
+                         "./my_bot.py:MyBot --league-member NAME' joins the running league (default: ipc in a private "
+                         "folder; not loopback needs --keys)")
+    lg.add_argument("--keys", metavar="DIR", help="CURVE keys ('arena keys DIR') for a --bind beyond loopback")
     lg.add_argument("--leaderboard", action="store_true", help="print DIR's leaderboard and exit (runs nothing)")
     lg.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option")
 
@@ -75,7 +83,8 @@ def cmd_league(args) -> int:
                           init=args.init, seed=args.seed, eval_games=args.eval_games, every=args.every,
                           device=args.device, transport=args.transport, groups=args.groups,
                           options=parse_options(args.option), overrides=_overrides(args.overrides),
-                          save_every=args.save_every)
+                          save_every=args.save_every, bind=args.bind, keys=args.keys,
+                          max_snapshots=args.max_snapshots)
         run_league(plan)
     except (LeagueError, CheckpointError, ValueError, TypeError) as exc:
         raise UsageError(f"arena league: {exc}") from None

@@ -76,6 +76,10 @@ def add_parsers(sub) -> None:
     wk.add_argument("--learner", action="append", metavar="NAME=PUB",
                     help="serve agent NAME (in --agents) from learner NAME's parameter broadcasts, swapping in each "
                          "new version between batches (repeatable); 'past' in --agents plays frozen snapshots")
+    wk.add_argument("--league-member", metavar="NAME",
+                    help="join a running arena league (one started with --bind) as the fixed member NAME, playing "
+                         "the one agent in --agents; it is rated like every member, and its matches in flight "
+                         "are forfeits if this worker goes away")
     wk.add_argument("--league-pub", metavar="PUB",
                     help="the league's snapshot broadcasts: agents snap0, snap1, ... in --agents play the frozen "
                          "snapshot the league puts in that slot (arena league starts workers with it)")
@@ -289,8 +293,8 @@ def cmd_worker(args) -> int:
                               arenas=args.arena, agent_timeout=args.agent_timeout, learners=learners,
                               past_every=args.past_every, past_pool=args.past_pool, device=args.device,
                               precision=args.precision, compile=args.compile, transport=args.transport,
-                              league_pub=args.league_pub)
-    except EndpointError as exc:
+                              league_pub=args.league_pub, league_member=args.league_member)
+    except (EndpointError, ValueError) as exc:
         raise UsageError(f"arena worker: {exc}") from None
     try:
         return worker.run()

@@ -58,6 +58,8 @@ from .store import LeagueStore
 SNAPSHOT_STEPS = {"connect4": 5_000_000, "battle": 7_000_000, "tag": 15_000_000}
 #: snapshot slots the workers serve; beyond that the oldest snapshots retire from matchmaking (kept)
 SNAPSHOT_SLOTS = 32
+#: seats for remote members (``arena worker --league-member NAME``) playing at once
+GUEST_SEATS = 4
 #: seconds between two commits of finished matches (one transaction each)
 RECORD_EVERY = 0.5
 #: seconds between two broadcasts of every snapshot (workers that started late get them)
@@ -96,6 +98,9 @@ class LeaguePlan:
     max_snapshots: int | None = None
     #: seconds between two checkpoints of each learner (what a killed league resumes from)
     save_every: float = 60.0
+    #: the game server's endpoint (default: ipc in a private folder); remote members connect here
+    bind: str | None = None
+    keys: str | None = None
     #: TrainConfig fields for every learner (``--set``: num_matches, horizon, ...)
     overrides: dict = field(default_factory=dict)
 
@@ -107,7 +112,7 @@ class Roster:
 
     def __init__(self, members: list[Member], learners: int, slots: int):
         self.learning = [m for m in members if m.kind in LEARNING_KINDS]
-        self.fixed = [m for m in members if m.kind == FIXED]
+        self.fixed = [m for m in members if m.kind == FIXED and not m.spec.get("remote")]
         self.learner_agents: list[str] = []
         self.member_of_agent: dict[int, str] = {}
         self.agents_of: dict[str, list[int]] = {}
@@ -124,8 +129,31 @@ class Roster:
             names.append(m.spec["agent"])
         self.slot_base = len(names)
         names += [f"snap{k}" for k in range(slots)]
+        self.guest_base = len(names)
+        names += [f"guest{k}" for k in range(GUEST_SEATS)]
         self.names = names
         self.slot_member: dict[int, str] = {}        # snapshot slot -> the snapshot in it
+        self.guest_member: dict[int, str] = {}       # guest seat -> the remote member playing there
+
+    def seat_guest(self, member: str) -> int | None:
+        """Reserve a free guest seat for the remote member ``member`` (None: all taken); it is matched once
+        its worker is ready (``play_guest``)."""
+        k = next((k for k in range(GUEST_SEATS) if k not in self.guest_member), None)
+        if k is not None:
+            self.guest_member[k] = member
+            self.member_of_agent[self.guest_base + k] = member
+        return k
+
+    def play_guest(self, member: str) -> None:
+        for k, m in self.guest_member.items():
+            if m == member:
+                self.agents_of[member] = [self.guest_base + k]
+
+    def unseat_guest(self, member: str) -> None:
+        for k, m in list(self.guest_member.items()):
+            if m == member:
+                del self.guest_member[k]
+                self.agents_of.pop(member, None)     # its matches in flight still count, as forfeits
 
     def seat(self, slot: int, member: str) -> None:
         if member in self.agents_of:            # a slot refilled: its previous snapshot leaves it
@@ -140,7 +168,7 @@ class Roster:
 
     def free_slot(self) -> int | None:
         """A snapshot slot no snapshot has taken yet (None: all taken)."""
-        return next((k for k in range(len(self.names) - self.slot_base) if k not in self.slot_member), None)
+        return next((k for k in range(self.guest_base - self.slot_base) if k not in self.slot_member), None)
 
 
 class LeagueSeating:
@@ -158,7 +186,7 @@ class LeagueSeating:
         made, pool = self.pools.get(member, (0.0, []))
         if not pool or now - made > PICK_AGE:
             lg = self.league
-            members = [m for m in lg.members if m.active and (m.kind != SNAPSHOT or m.name in lg.roster.agents_of)]
+            members = [m for m in lg.members if m.active and m.name in lg.roster.agents_of]   # seated ones
             pool = [lg.matchmaker.opponent(member, members, lg.payoff) for _ in range(PICK_POOL)]
             made = now
         opp = pool.pop()
@@ -224,6 +252,9 @@ class League:
         self.matchmaker = Matchmaker(np.random.default_rng(cfg["seed"] + int(time.time())), pfsp=cfg["pfsp"])
         self.rule = SnapshotRule(int(cfg["snapshot_steps"]), rng=np.random.default_rng(cfg["seed"] + 1))
         self.payoff = Payoff.from_matches(self.store.matches())
+        for m in self.store.members():             # remote members play again once they join again
+            if m.kind == FIXED and m.spec.get("remote") and m.active:
+                self.store.set_active(m.name, False)
         self.members = self.store.members()
         self.roster = Roster(self.members, cfg["learners"], SNAPSHOT_SLOTS)
         for m in self.members:                     # snapshots keep their slots across a resume
@@ -261,7 +292,8 @@ class League:
                               "opponents": list(plan.opponents), "agent_args": list(plan.agent_args),
                               "pfsp": plan.pfsp, "seed": plan.seed, "options": plan.options, "init": plan.init,
                               "snapshot_steps": plan.snapshot_steps or SNAPSHOT_STEPS.get(plan.arena, 5_000_000),
-                              "generations": {}, "step_base": {}, "overrides": plan.overrides})
+                              "generations": {}, "step_base": {}, "overrides": plan.overrides,
+                              "max_snapshots": plan.max_snapshots})
             for kind, n in composition.items():
                 for i in range(n):
                     store.add_member(f"{KIND_PREFIX[kind]}{i}", kind, spec={"learners": plan.learners})
@@ -307,7 +339,7 @@ class League:
         checkpoint readable: before anything is written."""
         for m in store.members():
             store.verify_file(m.name)
-            if m.kind == SNAPSHOT and m.path is not None:
+            if m.kind == SNAPSHOT and m.path is not None and not m.spec.get("removed"):
                 try:
                     NeuralAgent.load(m.path, device="cpu")
                 except (CheckpointError, FileNotFoundError, OSError, ValueError) as exc:
@@ -407,8 +439,28 @@ class League:
         self.members = self.store.members()
         self._publish(snap, slot)
         self.say(f"league: snapshot {name} of {member.name} (slot {slot})")
+        self._prune()
         if self.rule.resets_after_snapshot(member.kind):
             self._reset(member, int(info["version"]))
+
+    def _prune(self) -> None:
+        """``--max-snapshots N``: beyond N snapshots on disk, the oldest ones every main agent beats
+        (win rate >= 70%: PFSP no longer needs them) retire and their files go; said in the log."""
+        limit = self.config.get("max_snapshots")
+        if not limit:
+            return
+        kept = [m for m in self.members if m.kind == SNAPSHOT and not m.spec.get("removed")]
+        mains = [m.name for m in self.members if m.kind == MAIN]
+        for m in sorted(kept, key=lambda m: m.created_at)[:max(0, len(kept) - int(limit))]:
+            if all(self.payoff.win_rate(x, m.name) >= 0.7 for x in mains):
+                slot = next((k for k, n in self.roster.slot_member.items() if n == m.name), None)
+                self.store.remove_file(m.name)
+                if slot is not None:
+                    del self.roster.slot_member[slot]
+                    self.roster.agents_of.pop(m.name, None)
+                self.say(f"league: removed snapshot {m.name}'s files (--max-snapshots {limit}; every main agent "
+                         f"beats it); its matches and rating stay")
+        self.members = self.store.members()
 
     def _reset(self, member: Member, version: int) -> None:
         """A new generation of ``member``'s learners, from its initial weights, publishing above ``version``."""
@@ -472,23 +524,31 @@ class League:
             seating = LeagueSeating(self)
             from server.spectator.publisher import FramePublisher
             server = GameServer(plan.arena, self.roster.names, tcfg.num_matches * len(learner_agents),
-                                seed=cfg["seed"], options=cfg["options"], bind=f"ipc://{tmp}/server",
-                                stats_bind=f"ipc://{tmp}/stats", groups=plan.groups, learning=spec,
+                                seed=cfg["seed"], options=cfg["options"], bind=plan.bind or f"ipc://{tmp}/server",
+                                stats_bind=None if plan.bind else f"ipc://{tmp}/stats", keys_dir=plan.keys,
+                                groups=plan.groups, learning=spec,
                                 seating=seating.group, forever=True, transport=plan.transport,
                                 spectators=lambda runners, c: FramePublisher(f"ipc://{tmp}/spectate", plan.arena,
-                                                                             runners, ctx=c))
+                                                                             runners, ctx=c, keys_dir=plan.keys))
             self.server = server
             self.started = time.monotonic()
+            self.seating = seating
+            server.absent_forfeits = set(self.roster.names[self.roster.guest_base:])
+            server.on_hello, server.on_worker_lost = self.on_hello, self.on_worker_lost
+            server.on_worker_ready = self.on_worker_ready
+            self.guests: dict[bytes, str] = {}
             self.say(f"arena league {plan.arena}: {', '.join(m.name for m in self.roster.learning)} learning "
                      f"({cfg['learners']} learner(s) each), fixed {', '.join(m.name for m in self.roster.fixed) or '-'}, "
                      f"{sum(1 for m in self.members if m.kind == SNAPSHOT)} snapshot(s); {server.slots} match slots; "
                      f"{'resumed' if self.resumed else 'new'} league in {self.dir}")
             if server.spectators is not None:
                 self.say(f"spectators: arena watch --connect {server.spectators.endpoint}")
-            agents_flag = ",".join(self.roster.names)
+            agents_flag = ",".join(self.roster.names[:self.roster.guest_base])   # guest seats: remote workers
             for w in range(plan.workers):
                 cmd = [sys.executable, "-m", "server.cli", "worker", "--connect", server.bind, "--exit-when-done",
                        "--quiet", "--agents", agents_flag, "--device", plan.device, "--league-pub", league_pub]
+                if plan.keys:
+                    cmd += ["--keys", plan.keys]
                 for a in cfg["agent_args"]:
                     cmd += ["--agent-arg", a]
                 for n in learner_agents:
@@ -523,6 +583,49 @@ class League:
                 signal.signal(sig, h)
         return self.finish(interrupted)
 
+    # -- remote members ------------------------------------------------------------------------------
+    def on_hello(self, ident: bytes, meta: dict) -> dict:
+        """A worker that says ``league_member``: seat it as that fixed member (added on its first visit)."""
+        name = meta.get("league_member")
+        if not isinstance(name, str):
+            return {}
+        if ident in self.guests:                       # the same worker saying hello again
+            self.roster.unseat_guest(self.guests.pop(ident))
+        ok = bool(name) and len(name) <= 48 and all(c.isalnum() or c in "_-." for c in name)
+        known = self.store.member(name) if ok and self.store.has_member(name) else None
+        if not ok or (known is not None and not known.spec.get("remote")) or name in self.roster.guest_member.values():
+            self.say(f"league: refused remote member {name!r} (a bad or taken name)")
+            return {}
+        if known is None:
+            self.store.add_member(name, FIXED, spec={"agent": "remote", "remote": True})
+        else:
+            self.store.set_active(name, True)
+        k = self.roster.seat_guest(name)
+        if k is None:
+            self.say(f"league: no free seat for remote member {name!r} ({GUEST_SEATS} play at once)")
+            return {}
+        self.guests[ident] = name
+        self.members = self.store.members()
+        return {"guest": f"guest{k}"}
+
+    def on_worker_ready(self, worker) -> None:
+        name = self.guests.get(worker.ident)
+        if name is not None:                     # a remote member's worker can act: it is matched from now on
+            self.roster.play_guest(name)
+            self.seating.pools.clear()
+            k = next(k for k, m in self.roster.guest_member.items() if m == name)
+            self.say(f"league: remote member {name!r} joined (seat guest{k})")
+
+    def on_worker_lost(self, worker) -> None:
+        name = self.guests.pop(worker.ident, None)
+        if name is None:
+            return
+        self.roster.unseat_guest(name)
+        self.store.set_active(name, False)
+        self.members = self.store.members()
+        self.seating.pools.clear()
+        self.say(f"league: remote member {name!r} left; its matches in flight are forfeits, the league goes on")
+
     # -- the end -------------------------------------------------------------------------------------
     def finish(self, interrupted: bool = False) -> dict:
         from server.learn.evaluate import evaluate
@@ -556,13 +659,13 @@ class League:
             agent = NeuralAgent.load(path, device="cpu")
             evaluation, detail = {}, {}
             opponents: list[tuple[str, object, dict]] = [(m.name, m.spec["agent"], {}) for m in members
-                                                         if m.kind == FIXED]
+                                                         if m.kind == FIXED and not m.spec.get("remote")]
             if self.plan.arena == "connect4":
                 opponents += [("search:depth=2", "search", {"depth": 2}), ("search:depth=4", "search", {"depth": 4})]
             end = time.time()
             earlier = []
             for m in members:
-                if m.kind == SNAPSHOT and m.path:
+                if m.kind == SNAPSHOT and m.path and not m.spec.get("removed"):
                     opponents.append((m.name, NeuralAgent.load(m.path, device="cpu"), {}))
                     if m.parent == top and end - m.created_at >= EARLIER_S:
                         earlier.append(m.name)

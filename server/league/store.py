@@ -44,6 +44,7 @@ import math
 import operator
 import os
 import re
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -506,11 +507,26 @@ class LeagueStore:
             if db.execute("UPDATE members SET active = ? WHERE name = ?", (int(bool(active)), name)).rowcount != 1:
                 raise LeagueError(f"the league has no member named {name!r}")
 
+    def remove_file(self, name: str) -> None:
+        """Retire snapshot ``name`` and mark its file removed (committed first, then the file goes: a crash
+        between the two leaves a file nobody reads, never a row whose file is missing)."""
+        m = self.member(name)
+        if m.kind != SNAPSHOT:
+            raise LeagueError(f"{name!r} is a {m.kind} member; only snapshots' files are removed")
+        with self._transaction() as db:
+            db.execute("UPDATE members SET active = 0, spec = ? WHERE name = ?",
+                       (_json({**m.spec, "removed": True}, "spec"), name))
+        if m.path is not None and Path(m.path).is_dir():
+            shutil.rmtree(m.path, ignore_errors=True)
+        elif m.path is not None:
+            Path(m.path).unlink(missing_ok=True)
+
     def verify_file(self, name: str) -> None:
         """Check that member ``name``'s file (if it has one) still has the content it joined with;
-        ``LeagueError`` if it is missing or changed."""
+        ``LeagueError`` if it is missing or changed. A snapshot whose file was removed on purpose
+        (``remove_file``) passes."""
         m = self.member(name)
-        if m.path is None:
+        if m.path is None or m.spec.get("removed"):
             return
         if not Path(m.path).exists():
             raise LeagueError(f"member {name!r}: its file {m.path} is missing")

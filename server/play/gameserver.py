@@ -188,6 +188,10 @@ class GameServer:
         self.latencies: deque = deque(maxlen=4096)  # seconds per group step, request out to last reply in
         self.workers: dict[bytes, Worker] = {}
         self.waiting: list[Request] = []          # requests with no live worker for their agent
+        #: agents that only one worker serves (a league's remote members): with no live worker for one,
+        #: its requests are forfeited at once instead of waiting
+        self.absent_forfeits: set[str] = set()
+        self._asking: Group | None = None
         self._buffers: dict[tuple[int, int], np.ndarray] = {}    # packed_buffer per (group, agent)
         self._seq = 0
         self.counters = {"bad_messages": 0, "late_replies": 0, "resent": 0, "workers_lost": 0,
@@ -207,9 +211,10 @@ class GameServer:
         except zmq.ZMQError:   # the peer is gone (ROUTER_MANDATORY): treat as a dead worker
             return False
 
-    def _hello(self, ident: bytes, shm: bool = False) -> None:
+    def _hello(self, ident: bytes, shm: bool = False, extra: dict | None = None) -> None:
         """Our arena and agents; to a worker on this host that can map shared memory, the arrays too."""
-        meta = {"role": "server", "arena": self.arena, "options": json.dumps(self.options), "agents": self.agent_names}
+        meta = {"role": "server", "arena": self.arena, "options": json.dumps(self.options), "agents": self.agent_names,
+                **(extra or {})}
         if shm and self.shared is not None:
             prefix = self._shm_replies.get(ident)
             if prefix is None and len(self._shm_replies) < MAX_SHM_WORKERS:
@@ -250,6 +255,16 @@ class GameServer:
         np.take(mask_rows, req.rows, axis=0, out=mask)
         return obs, mask
 
+    def _forfeit_request(self, req: Request, why: str) -> None:
+        """Answer ``req`` with a forfeit of its rows (an agent served by one worker only, which left)."""
+        group = self.groups[req.group]
+        if req.seq not in group.pending:
+            return
+        group.pending.discard(req.seq)
+        group.runner.fault(req.agent, req.rows, why)
+        if not group.pending and group is not self._asking and self._step_group(group):
+            self._ask(group)      # (inside _ask, the group's step is finished there)
+
     def _stage(self, req: Request) -> None:
         """Gather a request's observations and masks into the shared request arrays at its offset, unless
         its rows are one contiguous run (the worker then reads the game's own buffers). Once per request:
@@ -273,6 +288,10 @@ class GameServer:
     def _dispatch(self, req: Request) -> None:
         name = self.agent_names[req.agent]
         live = [w for w in self.workers.values() if w.ready and name in w.agents]
+        if not live and name in self.absent_forfeits:     # nobody else can play it: the match is lost
+            req.worker = None
+            self._forfeit_request(req, "its worker is gone")
+            return
         if not live:
             req.worker = None
             self.waiting.append(req)
@@ -305,6 +324,7 @@ class GameServer:
             group.asked = runner.begin_step()
             group.asked_at = time.perf_counter()
             offset = self.row_base[group.index]
+            self._asking = group
             for i, rows in group.asked:
                 self._seq += 1
                 seed = int(np.random.SeedSequence([self.seed, group.index, runner.steps, i]).generate_state(1)[0])
@@ -316,6 +336,7 @@ class GameServer:
                 group.pending.add(req.seq)
                 self.counters["requests"] += 1
                 self._dispatch(req)
+            self._asking = None
             if group.pending or not self._step_group(group):
                 return
 
@@ -357,6 +378,7 @@ class GameServer:
             return
         del self.workers[w.ident]
         self.counters["workers_lost"] += 1
+        self.on_worker_lost(w)
         reqs = list(w.inflight.values())
         self.log(f"arena serve: worker {w.ident.decode(errors='replace')} lost ({why}); "
                  f"re-sending {len(reqs)} batch(es)")
@@ -370,7 +392,7 @@ class GameServer:
             if w is not None:   # the same worker starting over: what it had in hand goes elsewhere
                 self._lose(w, "it started over")
             self.workers[ident] = Worker(ident, set(), now)
-            self._hello(ident, shm=msg.meta.get("shm") is True)
+            self._hello(ident, shm=msg.meta.get("shm") is True, extra=self.on_hello(ident, msg.meta))
             return
         if msg.type == "heartbeat":
             if w is None:   # a worker we had given up on (stopped, then resumed): welcome it back
@@ -383,6 +405,7 @@ class GameServer:
             w.shm = msg.meta.get("shm") is True and ident in self._shm_replies
             if msg.meta.get("ready") and not w.ready:
                 w.ready = True
+                self.on_worker_ready(w)
                 if self.first_ready is None:   # the clock starts when the first worker can act
                     self.first_ready = time.perf_counter()
                     self.startup_seconds = self.first_ready - self.started
@@ -472,6 +495,17 @@ class GameServer:
 
     def on_tick(self, server: "GameServer") -> None:
         """Called every heartbeat interval (also while waiting); replace to watch or to ``stop``."""
+
+    def on_hello(self, ident: bytes, meta: dict) -> dict:
+        """Called with a worker's ``hello``; what it returns is added to our answer (the league gives a
+        remote agent its seat this way)."""
+        return {}
+
+    def on_worker_ready(self, worker: Worker) -> None:
+        """Called when a worker first says it is ready to act."""
+
+    def on_worker_lost(self, worker: Worker) -> None:
+        """Called when a worker is given up on, before its batches go elsewhere."""
 
     def serve(self) -> dict:
         """Play until every group meets its stop rule; returns the summary (as ``arena run``)."""

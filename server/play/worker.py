@@ -63,6 +63,8 @@ HEARTBEAT_INTERVAL = 0.2
 HELLO_RETRY = 1.0
 #: the league's snapshot slots among a worker's agents (``--league-pub``)
 _SNAPSHOT_SLOT = re.compile(r"^snap\d{1,4}$")
+#: a league's seats for remote members (``--league-member``)
+_GUEST_SEAT = re.compile(r"^guest\d{1,3}$")
 
 
 @dataclass
@@ -89,7 +91,11 @@ class PolicyWorker:
                  join: bool = False, log=None, trust: bool = False, arenas: list[str] | None = None,
                  agent_timeout: float = 5.0, learners: dict[str, str] | None = None, past_every: int = 10,
                  past_pool: int = 8, device: str = "auto", precision: str = "fp32", compile: bool = False,
-                 transport: str = "auto", league_pub: str | None = None):
+                 transport: str = "auto", league_pub: str | None = None, league_member: str | None = None):
+        #: join a running league as the fixed member of this name, with our one agent (``--agents``)
+        self.league_member = league_member
+        if league_member and len([a for a in agents or [] if a != "*"]) != 1:
+            raise ValueError("--league-member needs exactly one agent in --agents (the one that joins)")
         #: the league's snapshot broadcasts: agents named ``snapK`` in --agents play snapshot slot K from it
         self.league_pub = league_pub
         self.board = None
@@ -225,21 +231,28 @@ class PolicyWorker:
         names = msg.meta.get("agents") or []
         if not isinstance(options, dict) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise SetupRefused("the server's hello has no valid options or agent names")
-        serve = [n for n in names if self.may_serve(n)]
+        guest = msg.meta.get("guest") if self.league_member else None
+        if self.league_member and not (isinstance(guest, str) and _GUEST_SEAT.match(guest) and guest in names):
+            raise SetupRefused(f"the server gave no league seat to {self.league_member!r} (is it an arena league "
+                               f"with --bind, and is the name free?)")
+        serve = [guest] if guest else [n for n in names if self.may_serve(n)]
         for n in names:
-            if n not in serve and n not in self._refused:
+            if n not in serve and n not in self._refused and not guest:
                 self._refused.add(n)
                 self.stats["refused"] += 1
                 self.log(f"{self.name}: not serving {n!r} for {link.endpoint}: a server cannot make a worker "
                          f"load code; name it on this worker's command line (--agents) to serve it")
         key = json.dumps([arena, options], sort_keys=True)
         game = arenas.get(arena).game(num_matches=1, **options)
-        args = split_agent_args(self.agent_args, serve) if self.agent_args else {n: {} for n in serve}
+        if guest:         # our one agent plays the seat the league gave us
+            args = {guest: (split_agent_args(self.agent_args, self.offer) if self.agent_args else {}).get(self.offer[0], {})}
+        else:
+            args = split_agent_args(self.agent_args, serve) if self.agent_args else {n: {} for n in serve}
         link.agents = {}
         for n in serve:
             cache_key = (key, n)
             if cache_key not in self._agent_cache:
-                agent = self._load(n, arena, options, game, args.get(n, {}))
+                agent = self._load(self.offer[0] if n == guest else n, arena, options, game, args.get(n, {}))
                 agent.name = n
                 self._agent_cache[cache_key] = agent
             link.agents[n] = self._agent_cache[cache_key]
@@ -436,8 +449,10 @@ class PolicyWorker:
                     continue
                 if not link.configured and now - link.last_hello >= HELLO_RETRY:
                     offer = self.offer + (["*"] if self.registry_agents else [])
-                    link.sock.send_multipart(encode(Message("hello", sender=self.name, meta={
-                        "role": "worker", "agents": offer, "shm": self._local(link.endpoint)})))
+                    hello = {"role": "worker", "agents": offer, "shm": self._local(link.endpoint)}
+                    if self.league_member:
+                        hello["league_member"] = self.league_member
+                    link.sock.send_multipart(encode(Message("hello", sender=self.name, meta=hello)))
                     link.last_hello = now
                 elif link.configured and now - link.last_beat >= HEARTBEAT_INTERVAL:
                     self._beat(link, now)

@@ -27,10 +27,10 @@ def cli(*args):
     return [sys.executable, "-m", "server.cli", *args]
 
 
-def league(folder, *extra, minutes="5", **kw):
+def league(folder, *extra, minutes="5", out=subprocess.PIPE):
     return subprocess.Popen(cli("league", "connect4", "--dir", str(folder), "--minutes", minutes, *SMALL, *extra),
-                            env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, **kw)
+                            env=ENV, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def tree_digest(folder: Path) -> str:
@@ -153,3 +153,68 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(small_league, tmp_path
     fresh = tmp_path / "fresh"
     _refused(["connect4", "--dir", str(fresh), "--opponents", "random,no_such_agent"], fresh, "no_such_agent")
     assert not fresh.exists()
+
+
+def _free_port_pair() -> int:
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))       # the server's statistics go on the next port
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free pair of ports")
+
+
+def _member_state(folder: Path, name: str):
+    try:
+        conn = sqlite3.connect(f"file:{folder / 'league.db'}?mode=ro", uri=True, timeout=5)
+        try:
+            active = conn.execute("SELECT active FROM members WHERE name = ?", (name,)).fetchone()
+            games = conn.execute("SELECT count(*) FROM matches WHERE a = ? OR b = ?", (name, name)).fetchone()[0]
+            total = conn.execute("SELECT count(*) FROM matches").fetchone()[0]
+            return (None if active is None else bool(active[0])), games, total
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None, 0, 0
+
+
+def _until(what, seconds: float = 180):
+    deadline = time.monotonic() + seconds
+    while not what():
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+
+
+def test_a_remote_agent_joins_a_running_league_and_leaving_costs_only_its_matches(tmp_path):
+    folder, port = tmp_path / "lg", _free_port_pair()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    log = open(tmp_path / "league.log", "w+")
+    p = league(folder, "--bind", endpoint, "--eval-games", "0", minutes="5", out=log)
+    try:
+        _until(lambda: _member_state(folder, "main0")[1] > 0)
+        visitor = subprocess.Popen(cli("worker", "--connect", endpoint, "--agents", "random", "--league-member",
+                                       "visitor"), env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        _until(lambda: _member_state(folder, "visitor")[1] > 20)          # rated like every member
+        assert _member_state(folder, "visitor")[0] is True
+        visitor.send_signal(signal.SIGKILL)
+        visitor.wait(timeout=30)
+        _until(lambda: _member_state(folder, "visitor")[0] is False)      # noticed: out of matchmaking
+        _, games, total = _member_state(folder, "visitor")
+        _until(lambda: _member_state(folder, "visitor")[2] > total + 100)  # and the league goes on
+    finally:
+        os.killpg(p.pid, signal.SIGINT)
+        p.wait(timeout=300)
+    log.seek(0)
+    out = log.read()
+    assert p.returncode == 0, out
+    assert "remote member 'visitor' joined" in out and "'visitor' left" in out, out
+    check(folder, 0)

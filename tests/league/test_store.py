@@ -299,3 +299,15 @@ def test_the_written_out_rating_update_is_openskills_plackett_luce():
         (ma, sa), (mb, sb) = rate(a, b, score)
         assert abs(ma - ra.mu) < 1e-12 and abs(sa - ra.sigma) < 1e-12
         assert abs(mb - rb.mu) < 1e-12 and abs(sb - rb.sigma) < 1e-12
+
+
+def test_a_removed_snapshot_file_is_marked_first_and_passes_the_check(store, tmp_path):
+    store.add_snapshot("main", "main-s1", b"weights", 10)
+    path = Path(store.member("main-s1").path)
+    assert path.exists()
+    store.remove_file("main-s1")
+    m = store.member("main-s1")
+    assert not path.exists() and not m.active and m.spec["removed"] is True
+    store.verify_file("main-s1")                       # removed on purpose: not a missing file
+    with pytest.raises(LeagueError, match="only snapshots"):
+        store.remove_file("random")
