@@ -62,7 +62,8 @@ def cmd_league(args) -> int:
 
     from agents.checkpoint import CheckpointError
     from server.league import LeagueError
-    from server.league.run import LeaguePlan, run_league, show_leaderboard
+    from server.league.outputs import show_leaderboard
+    from server.league.run import LeaguePlan, run_league
 
     from .train import _overrides
 

@@ -18,9 +18,6 @@ and ratings from the database, the payoff rebuilt from the matches, the learners
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
 import secrets
 import shutil
 import signal
@@ -45,9 +42,11 @@ from server.learn.config import preset, write_json
 from server.learn.report import Watcher
 from server.learn.run import _Procs
 
-from . import FIXED, LEAGUE_EXPLOITER, LEARNING_KINDS, MAIN, MAIN_EXPLOITER, SNAPSHOT, LeagueError, Member
+from . import FIXED, LEAGUE_EXPLOITER, MAIN, MAIN_EXPLOITER, SNAPSHOT, LeagueError, Member
 from .matchmaking import Matchmaker, SnapshotRule, steps_since_snapshot
 from .payoff import Payoff
+from .outputs import leaderboard_text, write_json_atomic, write_outputs
+from .roster import GUEST_SEATS, LeagueSeating, Roster
 from .store import LeagueStore
 
 #: a learning member's steps (its learners' agent-steps) between snapshots, N of the snapshot rule (due at
@@ -58,16 +57,12 @@ from .store import LeagueStore
 SNAPSHOT_STEPS = {"connect4": 5_000_000, "battle": 7_000_000, "tag": 15_000_000}
 #: snapshot slots the workers serve; beyond that the oldest snapshots retire from matchmaking (kept)
 SNAPSHOT_SLOTS = 32
-#: seats for remote members (``arena worker --league-member NAME``) playing at once
-GUEST_SEATS = 4
 #: seconds between two commits of finished matches (one transaction each)
 RECORD_EVERY = 0.5
 #: seconds between two broadcasts of every snapshot (workers that started late get them)
 REPUBLISH_EVERY = 3.0
 #: seconds between two looks at the snapshot rule
 RULE_EVERY = 2.0
-#: picks drawn at once per learning member; the pool is drawn again when used up or this old (seconds)
-PICK_POOL, PICK_AGE = 64, 1.0
 #: an earlier snapshot counts as "earlier" for the final check when taken this long before the end (s)
 EARLIER_S = 300.0
 KIND_PREFIX = {MAIN: "main", MAIN_EXPLOITER: "mx", LEAGUE_EXPLOITER: "lx"}
@@ -103,139 +98,6 @@ class LeaguePlan:
     keys: str | None = None
     #: TrainConfig fields for every learner (``--set``: num_matches, horizon, ...)
     overrides: dict = field(default_factory=dict)
-
-
-# -- the roster: members <-> the game server's agents --------------------------------------------------
-class Roster:
-    """The game server's agents and which member each plays: learners' agents (``main0-L0``...), fixed
-    members (their agent spec), snapshot slots (``snap0``...)."""
-
-    def __init__(self, members: list[Member], learners: int, slots: int):
-        self.learning = [m for m in members if m.kind in LEARNING_KINDS]
-        self.fixed = [m for m in members if m.kind == FIXED and not m.spec.get("remote")]
-        self.learner_agents: list[str] = []
-        self.member_of_agent: dict[int, str] = {}
-        self.agents_of: dict[str, list[int]] = {}
-        names: list[str] = []
-        for m in self.learning:
-            for k in range(learners):
-                self.agents_of.setdefault(m.name, []).append(len(names))
-                self.member_of_agent[len(names)] = m.name
-                names.append(f"{m.name}-L{k}")
-        self.learner_agents = list(names)
-        for m in self.fixed:
-            self.agents_of[m.name] = [len(names)]
-            self.member_of_agent[len(names)] = m.name
-            names.append(m.spec["agent"])
-        self.slot_base = len(names)
-        names += [f"snap{k}" for k in range(slots)]
-        self.guest_base = len(names)
-        names += [f"guest{k}" for k in range(GUEST_SEATS)]
-        self.names = names
-        self.slot_member: dict[int, str] = {}        # snapshot slot -> the snapshot in it
-        self.guest_member: dict[int, str] = {}       # guest seat -> the remote member playing there
-
-    def seat_guest(self, member: str) -> int | None:
-        """Reserve a free guest seat for the remote member ``member`` (None: all taken); it is matched once
-        its worker is ready (``play_guest``)."""
-        k = next((k for k in range(GUEST_SEATS) if k not in self.guest_member), None)
-        if k is not None:
-            self.guest_member[k] = member
-            self.member_of_agent[self.guest_base + k] = member
-        return k
-
-    def play_guest(self, member: str) -> None:
-        for k, m in self.guest_member.items():
-            if m == member:
-                self.agents_of[member] = [self.guest_base + k]
-
-    def unseat_guest(self, member: str) -> None:
-        for k, m in list(self.guest_member.items()):
-            if m == member:
-                del self.guest_member[k]
-                self.agents_of.pop(member, None)     # its matches in flight still count, as forfeits
-
-    def seat(self, slot: int, member: str) -> None:
-        if member in self.agents_of:            # a slot refilled: its previous snapshot leaves it
-            old = self.agents_of.pop(member)
-            self.member_of_agent.pop(old[0], None)
-        prev = self.slot_member.get(slot)
-        if prev is not None:
-            self.agents_of.pop(prev, None)
-        self.slot_member[slot] = member
-        self.agents_of[member] = [self.slot_base + slot]
-        self.member_of_agent[self.slot_base + slot] = member
-
-    def free_slot(self) -> int | None:
-        """A snapshot slot no snapshot has taken yet (None: all taken)."""
-        return next((k for k in range(self.guest_base - self.slot_base) if k not in self.slot_member), None)
-
-
-class LeagueSeating:
-    """Records each finished match and seats the slot's next one from the matchmaker (shared by groups)."""
-
-    def __init__(self, league: "League"):
-        self.league = league
-        self.pools: dict[str, tuple[float, list[str]]] = {}
-
-    def group(self, group: int, global_slots: np.ndarray) -> "_GroupSeating":
-        return _GroupSeating(self, group, global_slots)
-
-    def pick(self, member: str) -> str:
-        now = time.monotonic()
-        made, pool = self.pools.get(member, (0.0, []))
-        if not pool or now - made > PICK_AGE:
-            lg = self.league
-            members = [m for m in lg.members if m.active and m.name in lg.roster.agents_of]   # seated ones
-            pool = [lg.matchmaker.opponent(member, members, lg.payoff) for _ in range(PICK_POOL)]
-            made = now
-        opp = pool.pop()
-        self.pools[member] = (made, pool)
-        return opp
-
-
-class _GroupSeating:
-    def __init__(self, parent: LeagueSeating, group: int, global_slots: np.ndarray):
-        self.parent, self.group_index = parent, group
-        self.global_slots = np.asarray(global_slots, dtype=np.int64)
-        lg = parent.league
-        self.owner = np.array(lg.roster.learner_agents and [s % len(lg.roster.learner_agents)
-                                                             for s in self.global_slots], dtype=np.int64)
-        self.matches = np.zeros(len(self.global_slots), dtype=np.int64)
-        self.runner = None
-
-    def bind(self, runner) -> None:
-        self.runner = runner
-
-    def initial(self) -> np.ndarray:
-        return self._seat(np.arange(len(self.global_slots)))
-
-    def _seat(self, slots: np.ndarray) -> np.ndarray:
-        lg = self.parent.league
-        roster = lg.roster
-        out = np.zeros((len(slots), 2), dtype=np.int64)
-        for i, s in enumerate(slots):
-            me = int(self.owner[s])
-            member = roster.member_of_agent[me]
-            opp = self.parent.pick(member)
-            agents = roster.agents_of.get(opp)
-            if opp == member or not agents:
-                them = me
-            else:
-                k = roster.agents_of[member].index(me)
-                them = agents[k % len(agents)]
-            first = (int(self.global_slots[s]) + int(self.matches[s])) % 2 == 0
-            self.matches[s] += 1
-            out[i] = (me, them) if first else (them, me)
-        return out
-
-    def __call__(self, slots: np.ndarray, team_agent: np.ndarray) -> np.ndarray:
-        lg = self.parent.league
-        if self.runner is not None:
-            ended, seated, winner = self.runner.last_ended
-            lengths = self.runner.game.episode_length[ended]
-            lg.finished(self.group_index, ended, seated, winner, lengths)
-        return self._seat(np.asarray(slots, dtype=np.int64))
 
 
 # -- the league run ---------------------------------------------------------------------------------
@@ -644,7 +506,7 @@ class League:
                            matchmaking_rating_s=round(self.cost_s, 3),
                            matchmaking_rating_share=round(self.cost_s / max(seconds, 1e-9), 4))
         if not mains:
-            _write_json_atomic(self.dir / "league.json", summary)
+            write_json_atomic(self.dir / "league.json", summary)
             return summary
         top = mains[0].name
         src = self._learner_dir(top, 0)
@@ -687,7 +549,7 @@ class League:
             summary.update(evaluation=evaluation, evaluation_detail=detail,
                            earlier_snapshots={n: evaluation[n] for n in earlier},
                            beats_every_earlier_snapshot=all(evaluation[n] > 0.5 for n in earlier))
-        _write_json_atomic(self.dir / "league.json", summary)
+        write_json_atomic(self.dir / "league.json", summary)
         return summary
 
     def close(self) -> None:
@@ -767,107 +629,6 @@ class _Board:
         return out
 
 
-# -- outputs ------------------------------------------------------------------------------------------
-REFERENCE = ("random", "greedy", "search")
-
-
-def leaderboard_rows(store: LeagueStore, payoff: Payoff, rates: dict | None = None) -> list[dict]:
-    rows = []
-    fixed = {m.name: m.spec.get("agent") for m in store.members() if m.kind == FIXED}
-    for s in store.leaderboard():
-        row = {"member": s.name, "kind": s.kind, "mu": round(s.mu, 3), "sigma": round(s.sigma, 3),
-               "ordinal": round(s.ordinal, 3), "games": s.games, "active": s.active}
-        for ref in REFERENCE:
-            names = [n for n, a in fixed.items() if a == ref or n == ref]
-            row[f"vs_{ref}"] = round(payoff.win_rate(s.name, names[0]), 3) \
-                if names and payoff.counts(s.name, names[0]).games else ""
-        row["steps_per_s"] = round(rates[s.name]) if rates and s.name in rates and np.isfinite(rates[s.name]) else ""
-        rows.append(row)
-    return rows
-
-
-def leaderboard_text(store: LeagueStore, payoff: Payoff, rates: dict | None = None, title: str = "") -> str:
-    rows = leaderboard_rows(store, payoff, rates)
-    f = lambda v: f"{v:.0%}" if isinstance(v, float) else "-"  # noqa: E731
-    lines = [f"league leaderboard{': ' + title if title else ''}",
-             f"{'member':<22} {'kind':<16} {'rating':>13} {'games':>8} {'vs rand':>7} {'vs grdy':>7} "
-             f"{'vs srch':>7} {'steps/s':>9}"]
-    for r in rows:
-        lines.append(f"{r['member'][:22]:<22} {r['kind']:<16} {r['mu']:>6.1f} ± {r['sigma']:<4.1f} {r['games']:>8,} "
-                     f"{f(r['vs_random']):>7} {f(r['vs_greedy']):>7} {f(r['vs_search']):>7} "
-                     f"{(format(r['steps_per_s'], ',') if r['steps_per_s'] != '' else '-'):>9}")
-    return "\n".join(lines)
-
-
-def write_outputs(store: LeagueStore, folder: Path, payoff: Payoff) -> None:
-    """leaderboard.csv, payoff.csv, payoff.png and ratings.png in ``folder`` (each written whole)."""
-    rows = leaderboard_rows(store, payoff)
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    _write_text_atomic(folder / "leaderboard.csv", buf.getvalue())
-    names = [m.name for m in store.members()]
-    _write_text_atomic(folder / "payoff.csv", payoff.to_csv(names))
-    try:
-        plot_payoff(payoff, names, folder / "payoff.png")
-        plot_ratings(store, folder / "ratings.png")
-    except Exception as exc:  # a plot must not lose a league
-        print(f"(no plots: {type(exc).__name__}: {exc})", file=sys.stderr)
-
-
-def plot_payoff(payoff: Payoff, names: list[str], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = payoff.matrix(names)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.45 * len(names), 1.0 + 0.45 * len(names)))
-    im = ax.imshow(m, vmin=0, vmax=1, cmap="RdYlGn")
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if payoff.counts(names[i], names[j]).games:
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6)
-    ax.set_title("win rate of row vs column (decayed)")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    """Write a figure whole or not at all (a temporary file renamed over ``path``)."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-def plot_ratings(store: LeagueStore, path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    by: dict[str, list] = {}
-    for h in store.rating_history():
-        by.setdefault(h.name, []).append((h.seq, h.mu))
-    for name, pts in by.items():
-        pts = pts[:: max(1, len(pts) // 2000)]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, lw=1)
-    ax.set_xlabel("matches recorded")
-    ax.set_ylabel("rating μ (openskill)")
-    ax.grid(alpha=0.3)
-    if by:
-        ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
-
-
 def _agent_args(items: list[str]) -> dict[str, dict]:
     from simcore.options import parse_value
 
@@ -885,20 +646,6 @@ def _publish_top(folder: Path, learner_dir: Path, game) -> Path:
     return agent.save(folder / "top")
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    import os
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    _write_text_atomic(path, json.dumps(data, indent=2, default=str))
-
-
 def run_league(plan: LeaguePlan, out=sys.stdout) -> dict:
     """``arena league``: open or create the league in ``plan.dir``, run it, evaluate, write its files."""
     league = League(plan, out)
@@ -906,15 +653,3 @@ def run_league(plan: LeaguePlan, out=sys.stdout) -> dict:
         return league.run()
     finally:
         league.close()
-
-
-def show_leaderboard(folder: Path, out=sys.stdout) -> None:
-    """``arena league --dir DIR --leaderboard``: the table from the database, without running anything."""
-    from .store import arena_of
-
-    store = LeagueStore.open(folder, arena_of(folder))
-    try:
-        payoff = Payoff.from_matches(store.matches())
-        print(leaderboard_text(store, payoff, title=f"{store.match_count():,} matches"), file=out)
-    finally:
-        store.close()
