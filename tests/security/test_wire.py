@@ -149,8 +149,9 @@ def test_thousands_of_idle_connections_leave_the_server_serving_its_worker():
     def low_soft_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
 
-    # an agent that takes 30 ms per call: 250 steps last seconds, so the connections arrive mid-run
-    proc, bind, stats = start_serve(agents=f"{SLOW},random", steps=250, matches=16, preexec_fn=low_soft_limit)
+    # an agent that takes 30 ms per call: 600 steps last many seconds (one match group on 2 cores), so the
+    # connections arrive mid-run
+    proc, bind, stats = start_serve(agents=f"{SLOW},random", steps=600, matches=16, preexec_fn=low_soft_limit)
     conns = []
     try:
         w = start_worker(bind, "--agents", f"{SLOW},random", "--trust", "--agent-arg", "SlowRandom.delay=0.03")
@@ -163,7 +164,7 @@ def test_thousands_of_idle_connections_leave_the_server_serving_its_worker():
             conns.append(s)
         assert proc.poll() is None, "the run ended before the connections were open: make it longer"
         summary = finish(proc, timeout=180)
-        assert summary["steps"] == 250 and summary["server"]["workers"] >= 1
+        assert summary["steps"] == 600 and summary["server"]["workers"] >= 1
         assert w.wait(timeout=30) == 0
     finally:
         for s in conns:
