@@ -235,19 +235,26 @@ class GameServer:
 
         A buffer is reused only for the next step of its group, when the previous message from it has
         long been sent and answered (a re-send gathers the same rows again: same bytes)."""
+        key, n = (req.group, req.agent), req.rows.size
+
+        def into(obs_shape, obs_dtype, mask_rows):
+            specs = {"obs": (obs_dtype, (n,) + obs_shape), "mask": (mask_rows.dtype, (n,) + mask_rows.shape[1:])}
+            buf = self._buffers.get(key)
+            need = layout(list(specs.values()))[1]
+            if buf is None or buf.nbytes < need:      # first use, or more rows than before
+                buf = self._buffers[key] = packed_buffer(need)
+            views = packed(specs, buf)
+            return views["obs"], views["mask"]
+        return self._rows_into(req, into)
+
+    def _rows_into(self, req: Request, into) -> tuple[np.ndarray, np.ndarray]:
+        """Copy a request's observations (a team's cut to its space where teams see different things) and
+        masks into the arrays ``into(obs_shape, obs_dtype, mask_rows)`` gives; returns them. The frames
+        path (``_gather``) and the shared-memory path (``_stage``) differ only in where those arrays live."""
         runner = self.groups[req.group].runner
-        key = (req.group, req.agent)
-        n = req.rows.size
         obs_rows, mask_rows = runner.rows
         cut = runner.obs_of(req.rows) if runner.split_teams else None     # a team's rows, cut to its space
-        specs = {"obs": (obs_rows.dtype, (n,) + (obs_rows.shape[1:] if cut is None else cut.shape[1:])),
-                 "mask": (mask_rows.dtype, (n,) + mask_rows.shape[1:])}
-        buf = self._buffers.get(key)
-        need = layout(list(specs.values()))[1]
-        if buf is None or buf.nbytes < need:      # first use, or more rows than before
-            buf = self._buffers[key] = packed_buffer(need)
-        views = packed(specs, buf)
-        obs, mask = views["obs"], views["mask"]
+        obs, mask = into(obs_rows.shape[1:] if cut is None else cut.shape[1:], obs_rows.dtype, mask_rows)
         if cut is None:
             take_rows(obs_rows, req.rows, out=obs)
         else:
@@ -273,17 +280,12 @@ class GameServer:
         req.staged = True
         if not runner.split_teams and n and int(req.rows[-1]) - int(req.rows[0]) + 1 == n:
             return
-        obs_rows, mask_rows = runner.rows
-        cut = runner.obs_of(req.rows) if runner.split_teams else None
-        shape = obs_rows.shape[1:] if cut is None else cut.shape[1:]
-        start = req.offset * self._row_bytes
-        dest = self.shared.arrays["req_obs"][start:start + n * obs_rows.dtype.itemsize * int(np.prod(shape))]
-        dest = dest.view(obs_rows.dtype).reshape((n,) + shape)
-        if cut is None:
-            take_rows(obs_rows, req.rows, out=dest)
-        else:
-            dest[...] = cut
-        np.take(mask_rows, req.rows, axis=0, out=self.shared.arrays["req_mask"][req.offset:req.offset + n])
+        def into(obs_shape, obs_dtype, mask_rows):
+            start = req.offset * self._row_bytes
+            obs = self.shared.arrays["req_obs"][start:start + n * obs_dtype.itemsize * int(np.prod(obs_shape))]
+            return (obs.view(obs_dtype).reshape((n,) + obs_shape),
+                    self.shared.arrays["req_mask"][req.offset:req.offset + n])
+        self._rows_into(req, into)
 
     def _dispatch(self, req: Request) -> None:
         name = self.agent_names[req.agent]
