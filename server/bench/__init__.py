@@ -239,17 +239,25 @@ def _cli_json(args: list[str]) -> dict:
 
 
 def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, agents: str = "random,random",
-                    out: IO | None = None, repeats: int = 3) -> dict:
+                    out: IO | None = None, repeats: int = 3, backend: str = "local", address: str | None = None) -> dict:
     """``arena run`` against ``arena launch`` with shared memory and with frames on ipc (same arena, agents,
-    matches and steps; each the median of ``repeats`` runs, interleaved), and the codec cost."""
+    matches and steps; each the median of ``repeats`` runs, interleaved), and the codec cost. With
+    ``backend="ray"`` also ``arena launch --backend ray`` (its workers Ray actors; ``address``: the cluster,
+    default a new local Ray instance per run) beside the local launcher."""
     say = (lambda s: print(s, file=out, flush=True)) if out is not None else (lambda s: None)
     common = ["battle", "--matches", str(matches), "--agents", agents, "--steps", str(steps)]
     runs: dict[str, list] = {"run": [], "shm": [], "ipc": []}
-    for _ in range(max(1, repeats)):     # interleaved, so a noisy minute hits all three alike
+    ray_flags = ["--backend", "ray", *(["--address", address] if address else [])]
+    if backend == "ray":
+        runs["ray"] = []
+    for _ in range(max(1, repeats)):     # interleaved, so a noisy minute hits all of them alike
         runs["run"].append(_cli_json(["run", *common]))
         for t in ("shm", "ipc"):
             runs[t].append(_cli_json(["launch", *common, "--workers", str(workers), "--transport", t]))
-    local, dist, frames = (sorted(r, key=lambda s: s["agent_steps_per_s"])[len(r) // 2] for r in runs.values())
+        if backend == "ray":
+            runs["ray"].append(_cli_json(["launch", *common, "--workers", str(workers), *ray_flags]))
+    median = {k: sorted(r, key=lambda s: s["agent_steps_per_s"])[len(r) // 2] for k, r in runs.items()}
+    local, dist, frames = median["run"], median["shm"], median["ipc"]
     say(f"battle {matches} matches, agents {agents}, {steps} steps; medians of {max(1, repeats)} runs each")
     say(f"  arena run    (one process)          : {local['agent_steps_per_s']:>14,.0f} agent-steps/s")
     ratio = dist["agent_steps_per_s"] / local["agent_steps_per_s"]
@@ -261,6 +269,18 @@ def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, age
     if "step_latency_p50_ms" in srv:
         say(f"  launch step latency (requests out to last reply in): p50 {srv['step_latency_p50_ms']:.2f} ms, "
             f"p99 {srv['step_latency_p99_ms']:.2f} ms")
+    ray_figures = {}
+    if backend == "ray":
+        on_ray = median["ray"]
+        share = on_ray["agent_steps_per_s"] / dist["agent_steps_per_s"]
+        starts = sorted(r.get("ray_start_s", float("nan")) for r in runs["ray"])
+        say(f"  arena launch --backend ray ({workers} worker actor(s)): {on_ray['agent_steps_per_s']:>11,.0f} "
+            f"agent-steps/s  = {100 * share:.0f}% of the local launcher (Ray start-up and placement "
+            f"{starts[len(starts) // 2]:.1f} s, not counted)")
+        ray_figures = {"ray_agent_steps_per_s": on_ray["agent_steps_per_s"], "ray_vs_local_launcher": round(share, 3),
+                       "ray_start_s": starts[len(starts) // 2],
+                       "ray_runs": [r["agent_steps_per_s"] for r in runs["ray"]],
+                       "local_launcher_runs": [r["agent_steps_per_s"] for r in runs["shm"]]}
     codec = protocol_cost(matches)
     say(f"  protocol encode+decode of a {codec['batch_bytes'] / 1e6:.1f} MB observation batch: "
         f"{codec['codec_s'] * 1e6:.0f} us = {100 * codec['codec_share']:.2f}% of one batch step "
@@ -271,7 +291,7 @@ def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, age
         "launch_frames_agent_steps_per_s": frames["agent_steps_per_s"],
         "ratio": round(ratio, 3), "codec_us": round(codec["codec_s"] * 1e6, 1),
         "step_ms": round(codec["step_s"] * 1e3, 3), "codec_share": round(codec["codec_share"], 5),
-        "server": dist.get("server", {})}}
+        "server": dist.get("server", {}), **ray_figures}}
 
 
 # -- training beside acting (arena bench --train) ---------------------------------------------------

@@ -60,8 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.print_help()
             return EXIT_USAGE
         from server.net.proc import command_start
+        from server.net.ray_backend import RayBackendError
         command_start()   # temp folders of dead arena processes go; SIGTERM runs our cleanup
-        return _commands()[args.command](args)
+        try:
+            return _commands()[args.command](args)
+        except RayBackendError as exc:
+            raise UsageError(f"arena {args.command}: {exc}") from None
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE

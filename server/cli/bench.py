@@ -16,6 +16,9 @@ def add_parsers(sub) -> None:
     b.add_argument("--distributed", action="store_true",
                    help="instead: arena run against arena launch (battle, random agents) and the wire codec's cost")
     b.add_argument("--workers", type=positive, default=1, help="workers for --distributed (default 1)")
+    b.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="--distributed: ray also runs arena launch --backend ray beside the local launcher")
+    b.add_argument("--address", metavar="ADDR", help="--backend ray: the Ray cluster (default: a new local instance per run)")
     b.add_argument("--train", action="store_true",
                    help="arena train beside arena launch with the same policy and no learning, per arena")
     b.add_argument("--league", action="store_true",
@@ -67,7 +70,8 @@ def cmd_bench(args) -> int:
         return 0
     if args.distributed:
         from server.bench import run_distributed
-        figures = run_distributed(matches=args.matches, steps=args.steps, workers=args.workers, out=sys.stdout)
+        figures = run_distributed(matches=args.matches, steps=args.steps, workers=args.workers, out=sys.stdout,
+                                  backend=args.backend, address=args.address)
         if args.json:
             print(json.dumps(figures))
         return 0

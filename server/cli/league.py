@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import UsageError, int_at_least, positive, positive_float, seed
+from .common import UsageError, add_backend_flags, backend_from, int_at_least, positive, positive_float, seed
 
 
 def add_parsers(sub) -> None:
@@ -52,6 +52,7 @@ def add_parsers(sub) -> None:
                          "./my_bot.py:MyBot --league-member NAME' joins the running league (default: ipc in a private "
                          "folder; not loopback needs --keys)")
     lg.add_argument("--keys", metavar="DIR", help="CURVE keys ('arena keys DIR') for a --bind beyond loopback")
+    add_backend_flags(lg)
     lg.add_argument("--leaderboard", action="store_true", help="print DIR's leaderboard and exit (runs nothing)")
     lg.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="arena option")
 
@@ -85,7 +86,7 @@ def cmd_league(args) -> int:
                           device=args.device, transport=args.transport, groups=args.groups,
                           options=parse_options(args.option), overrides=_overrides(args.overrides),
                           save_every=args.save_every, bind=args.bind, keys=args.keys,
-                          max_snapshots=args.max_snapshots)
+                          max_snapshots=args.max_snapshots, backend=backend_from(args))
         run_league(plan)
     except (LeagueError, CheckpointError, ValueError, TypeError) as exc:
         raise UsageError(f"arena league: {exc}") from None

@@ -8,7 +8,7 @@ import time
 from server.play.setup import SetupError, agent_names, check_agents
 
 from . import spectator
-from .common import UsageError, positive
+from .common import UsageError, add_backend_flags, backend_from, positive
 from .play import _common, _progress, _report, play_args
 
 
@@ -50,6 +50,7 @@ def add_parsers(sub) -> None:
     spectator.add_server_flags(la)
     la.add_argument("--outcomes", metavar="FILE", help="write every counted game and each slot's final "
                                                        "step count to FILE (JSON)")
+    add_backend_flags(la, learners=False)
 
     wk = sub.add_parser("worker", help="a policy worker: serves agents to game servers")
     wk.add_argument("--connect", action="append", required=True, metavar="ENDPOINT",
@@ -257,13 +258,18 @@ def cmd_launch(args) -> int:
 
     options, names = _common(args, "launch")
     _check(names, args.arena, options)
+    backend = backend_from(args)
     pool = WorkerPool(args.workers, args.transport, args.agent_arg,
-                      ["--precision", args.precision, "--device", args.device] + (["--compile"] if args.compile else []))
+                      ["--precision", args.precision, "--device", args.device] + (["--compile"] if args.compile else []),
+                      backend=backend, say=lambda text: print(f"arena: {text}", file=sys.stderr, flush=True))
     try:
-        summary, stat_names = _run_server(args, options, names, pool.bind, pool.stats_bind, on_ready=pool.start)
+        summary, stat_names = _run_server(args, options, names, pool.bind, pool.stats_bind, keys=pool.keys_dir,
+                                          on_ready=pool.start)
     finally:
         pool.close()
     summary["workers"] = args.workers
+    if backend is not None:
+        summary.update(backend="ray", restarts=pool.restarts, ray_start_s=pool.start_s)
     _report(summary, stat_names, args)
     return 0
 

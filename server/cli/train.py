@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 
-from .common import UsageError, positive, positive_float as _minutes, seed
+from .common import UsageError, add_backend_flags, backend_from, positive, positive_float as _minutes, seed
 
 
 def add_parsers(sub) -> None:
@@ -43,6 +43,7 @@ def add_parsers(sub) -> None:
                     help="seconds between checkpoints (default 60)")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
                     help="a TrainConfig field (num_matches, horizon, batch_segments, hidden, ...) or ppo.FIELD")
+    add_backend_flags(tr)
 
     le = sub.add_parser("learner", help="one learner: takes segments from a game server, publishes versions, "
                                         "gossips (arena train starts these; run by hand across machines)")
@@ -137,7 +138,7 @@ def cmd_train(args) -> int:
                      options=options, every=args.every, eval_games=args.eval_games,
                      gossip_every=args.gossip_every, save_every=args.save_every, overrides=overrides,
                      groups=args.groups, device=args.device, precision=args.precision, compile=args.compile,
-                     transport=args.transport)
+                     transport=args.transport, backend=backend_from(args))
     try:
         run_training(plan)
     except CheckpointError as exc:     # corrupt, truncated, absurd or a mismatched set: one line, exit 2

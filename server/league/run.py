@@ -19,7 +19,7 @@ and ratings from the database, the payoff rebuilt from the matches, the learners
 from __future__ import annotations
 
 import secrets
-import shutil
+import json
 import signal
 import sys
 import time
@@ -33,14 +33,16 @@ import arenas
 from agents.checkpoint import CheckpointError
 from agents.neural import NeuralAgent
 
+from server.net.endpoints import bind as bind_socket
 from server.net.protocol import Message, encode
-from server.net.proc import make_run_dir
+from agents.checkpoint import POINTER
+from server.net.cluster import Backend, make_procs
 from server.play.feed import LearningSpec
 from server.play.gameserver import GameServer
 from server.learn import checkpoints
-from server.learn.config import preset, write_json
+from server.learn.config import preset
 from server.learn.report import Watcher
-from server.learn.run import _Procs
+from server.learn.run import resume_cmd
 
 from . import FIXED, LEAGUE_EXPLOITER, MAIN, MAIN_EXPLOITER, SNAPSHOT, LeagueError, Member
 from .matchmaking import Matchmaker, SnapshotRule, steps_since_snapshot
@@ -96,6 +98,8 @@ class LeaguePlan:
     #: the game server's endpoint (default: ipc in a private folder); remote members connect here
     bind: str | None = None
     keys: str | None = None
+    #: where the learners and policy workers run: here (None, ``local``) or on a Ray cluster
+    backend: Backend | None = None
     #: TrainConfig fields for every learner (``--set``: num_matches, horizon, ...)
     overrides: dict = field(default_factory=dict)
 
@@ -212,16 +216,16 @@ class League:
         gen = int(self.config["generations"].get(member, 0))
         return self.dir / "learners" / (f"{member}-L{k}" + (f".g{gen}" if gen else ""))
 
-    def _start_learners(self, member: Member, procs: _Procs, ep: dict, cfg_path: Path, version_start: int = 0) -> None:
+    def _start_learners(self, member: Member, procs, ep: dict, version_start: int = 0) -> None:
         K = self.config["learners"]
         names = [f"{member.name}-L{k}" for k in range(K)]
         for k, n in enumerate(names):
             out = self._learner_dir(member.name, k)
-            cmd = [sys.executable, "-m", "server.cli", "learner", self.plan.arena, "--config", str(cfg_path),
+            cmd = [sys.executable, "-m", "server.cli", "learner", self.plan.arena, "--config", "{dir}/config.json",
                    "--name", n, "--seed", str(100 + self.config["seed"] + k), "--out", str(out),
                    "--bind", ep[n]["gossip"], "--pub", ep[n]["pub"], "--segments", ep[n]["seg"],
                    "--device", self.plan.device, "--exit-with-parent", "--version-start", str(version_start),
-                   "--save-every", str(self.plan.save_every)]
+                   "--save-every", str(self.plan.save_every), *procs.keys_flag()]
             peers = [f"{m}={ep[m]['gossip']}" for m in names if m != n]
             if peers:
                 cmd += ["--peers", ",".join(peers)]
@@ -229,7 +233,8 @@ class League:
                 cmd.append("--resume")
             elif member.kind == MAIN and self.config.get("init"):
                 cmd += ["--init", self.config["init"]]
-            procs.start(n, cmd)
+            # a learner restarted by Ray goes on from its last checkpoint
+            procs.start(n, cmd, self.files, restart=(resume_cmd(cmd), str(out / POINTER)))
 
     def member_steps(self, name: str) -> int:
         """A learning member's steps: its learners' agent-steps, across generations."""
@@ -329,13 +334,7 @@ class League:
         K = self.config["learners"]
         names = [f"{member.name}-L{k}" for k in range(K)]
         for n in names:
-            p = self.procs.procs.pop(n, None)
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except Exception:
-                    p.kill()
+            self.procs.stop_one(n)
         cfg = self.store.config()
         cfg["step_base"][member.name] = self.member_steps(member.name)
         cfg["generations"][member.name] = int(cfg["generations"].get(member.name, 0)) + 1
@@ -343,7 +342,7 @@ class League:
         self.config = cfg
         for n in names:
             self.watcher.forget(n)
-        self._start_learners(member, self.procs, self.ep, self.cfg_path, version_start=version + 1)
+        self._start_learners(member, self.procs, self.ep, version_start=version + 1)
         self.say(f"league: {member.name} restarts from its initial weights (generation "
                  f"{cfg['generations'][member.name]})")
 
@@ -361,37 +360,36 @@ class League:
         plan, cfg = self.plan, self.config
         tcfg = preset(plan.arena, options=cfg["options"], seed=cfg["seed"], net_seed=cfg["seed"],
                       **cfg.get("overrides", {}))
-        tmp = make_run_dir("league")
-        self.cfg_path = Path(tmp) / "config.json"
-        write_json(self.cfg_path, tcfg.to_dict())
+        self.files = {"config.json": json.dumps(tcfg.to_dict())}
         learner_agents = self.roster.learner_agents
-        self.ep = {n: {"gossip": f"ipc://{tmp}/{n}.gossip", "pub": f"ipc://{tmp}/{n}.pub", "seg": f"ipc://{tmp}/{n}.seg"}
-                   for n in learner_agents}
-        ctx = zmq.Context.instance()
-        self.pub = ctx.socket(zmq.PUB)
-        self.pub.setsockopt(zmq.LINGER, 0)
-        league_pub = f"ipc://{tmp}/league.pub"
-        self.pub.bind(league_pub)
-        self.procs = procs = _Procs()
-        server = None
-        self.watcher = Watcher({n: self.ep[n]["pub"] for n in learner_agents})
+        workers = [f"w{w}" for w in range(plan.workers)]
+        self.procs = procs = make_procs(plan.backend, "league", self.say, keys=plan.keys)
+        server = self.pub = self.watcher = None
         interrupted = False
         old = {}
         try:
+            procs.place({**{n: "learner" for n in learner_agents}, **{w: "worker" for w in workers}})
+            keys = plan.keys or procs.keys_dir
+            self.ep = {n: {k: procs.endpoint(n, k) for k in ("gossip", "pub", "seg")} for n in learner_agents}
+            ctx = zmq.Context.instance()
+            self.pub = ctx.socket(zmq.PUB)
+            self.pub.setsockopt(zmq.LINGER, 0)
+            league_pub = bind_socket(self.pub, procs.server_endpoint("league.pub"), procs.keys_dir, "the league's snapshots")
+            self.watcher = Watcher({n: self.ep[n]["pub"] for n in learner_agents}, keys_dir=procs.keys_dir)
             for m in self.roster.learning:
-                self._start_learners(m, procs, self.ep, self.cfg_path)
+                self._start_learners(m, procs, self.ep)
             spec = LearningSpec(agents={n: (n, self.ep[n]["seg"], self.ep[n]["pub"]) for n in learner_agents},
                                 horizon=tcfg.horizon, chunk=max(16, tcfg.batch_segments // 4),
                                 win_reward=tcfg.win_reward)
             seating = LeagueSeating(self)
             from server.spectator.publisher import FramePublisher
             server = GameServer(plan.arena, self.roster.names, tcfg.num_matches * len(learner_agents),
-                                seed=cfg["seed"], options=cfg["options"], bind=plan.bind or f"ipc://{tmp}/server",
-                                stats_bind=None if plan.bind else f"ipc://{tmp}/stats", keys_dir=plan.keys,
+                                seed=cfg["seed"], options=cfg["options"], bind=plan.bind or procs.server_endpoint("server"),
+                                stats_bind=None if plan.bind else procs.server_endpoint("stats"), keys_dir=keys,
                                 groups=plan.groups, learning=spec,
                                 seating=seating.group, forever=True, transport=plan.transport,
-                                spectators=lambda runners, c: FramePublisher(f"ipc://{tmp}/spectate", plan.arena,
-                                                                             runners, ctx=c, keys_dir=plan.keys))
+                                spectators=lambda runners, c: FramePublisher(procs.server_endpoint("spectate"),
+                                                                             plan.arena, runners, ctx=c, keys_dir=keys))
             self.server = server
             self.started = time.monotonic()
             self.seating = seating
@@ -406,16 +404,17 @@ class League:
             if server.spectators is not None:
                 self.say(f"spectators: arena watch --connect {server.spectators.endpoint}")
             agents_flag = ",".join(self.roster.names[:self.roster.guest_base])   # guest seats: remote workers
-            for w in range(plan.workers):
+            for w in workers:
                 cmd = [sys.executable, "-m", "server.cli", "worker", "--connect", server.bind, "--exit-when-done",
-                       "--quiet", "--agents", agents_flag, "--device", plan.device, "--league-pub", league_pub]
-                if plan.keys:
+                       "--quiet", "--agents", agents_flag, "--device", plan.device, "--league-pub", league_pub,
+                       *procs.keys_flag()]
+                if plan.keys and not procs.keys_flag():
                     cmd += ["--keys", plan.keys]
                 for a in cfg["agent_args"]:
                     cmd += ["--agent-arg", a]
                 for n in learner_agents:
                     cmd += ["--learner", f"{n}={self.ep[n]['pub']}"]
-                procs.start(f"w{w}", cmd)
+                procs.start(w, cmd)
             self._republish()
             board = _Board(self)
             server.on_tick = board.tick
@@ -437,9 +436,12 @@ class League:
             if server is not None:
                 server.close()
             procs.stop()
-            self.watcher.close()
-            self.pub.close(0)
-            shutil.rmtree(tmp, ignore_errors=True)
+            self.restarts = procs.restarts()
+            procs.close()
+            if self.watcher is not None:
+                self.watcher.close()
+            if self.pub is not None:
+                self.pub.close(0)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             for sig, h in old.items():
                 signal.signal(sig, h)
@@ -505,6 +507,8 @@ class League:
                            agent_steps_per_s=round(st["agent_steps_per_s"], 1),   # since the first worker was ready
                            matchmaking_rating_s=round(self.cost_s, 3),
                            matchmaking_rating_share=round(self.cost_s / max(seconds, 1e-9), 4))
+        if getattr(self, "procs", None) is not None and self.procs.kind != "local":
+            summary.update(backend=self.procs.kind, nodes=self.procs.nodes(), restarts=getattr(self, "restarts", {}))
         if not mains:
             write_json_atomic(self.dir / "league.json", summary)
             return summary
@@ -591,7 +595,7 @@ class _Board:
                 return
         for n, rc in lg.procs.exited():
             lg.say(f"league: {n} exited with code {rc}; the league goes on without it")
-            lg.procs.procs.pop(n, None)
+            lg.procs.forget(n)
         if now >= self.next["record"]:
             lg.commit()
             self.next["record"] = now + RECORD_EVERY

@@ -63,6 +63,8 @@ HWM = 1
 STATS_EVERY = 1.0
 #: messages a PUB socket keeps per subscriber (parameters: only the newest matters)
 PUB_HWM = 4
+#: the file in a learner's folder that records the highest version it published
+PUBLISHED = "published.json"
 #: versions of the parameters kept to audit behaviour log-probabilities (at least the lag limit)
 AUDIT_VERSIONS = 24
 #: decisions re-computed per segments message, and the largest difference in log-probability allowed:
@@ -178,8 +180,13 @@ class Learner:
             group["lr"] = self.cfg.ppo.lr
         self.state = LearnerState(**ck.state)
         self.state.name = self.name
-        self.log(f"resumed from {ck.folder} at version {self.state.version} "
-                 f"({self.state.agent_steps:,} agent-steps, {self.state.seconds:.0f} s trained)")
+        saved, published = self.state.version, self._published()
+        if published >= saved:      # it had published past its checkpoint before it stopped
+            self.state.version = published + 1
+        self.log(f"resumed from {ck.folder} at version {saved} "
+                 f"({self.state.agent_steps:,} agent-steps, {self.state.seconds:.0f} s trained)"
+                 + (f"; publishing from version {self.state.version}, above the {published} it had published"
+                    if published >= saved else ""))
 
     def _init_from(self, path: str) -> None:
         """Start from the weights of the policy checkpoint ``path`` (``ckpt:PATH`` or ``PATH``: data only);
@@ -214,6 +221,7 @@ class Learner:
         vec = self.params.get()
         v = self.state.version
         if v not in self.history:
+            self._note_published(v)
             self.history[v] = vec
             for old in sorted(self.history)[:-AUDIT_VERSIONS]:
                 del self.history[old]
@@ -224,6 +232,22 @@ class Learner:
                       meta={"learner": self.name, "version": v, "size": int(vec.size), "layout": self.gossip.layout,
                             "arch": self.cfg.arch, "hidden": self.cfg.hidden, "channels": self.cfg.channels})
         self.pub.send_multipart(encode(msg), copy=False)
+
+    def _note_published(self, version: int) -> None:
+        """Record ``version`` as published (before it is): a learner restarted from an older checkpoint then
+        publishes above it, so no version number ever names two different sets of parameters."""
+        path = self.out / PUBLISHED
+        tmp = path.with_name(f".{PUBLISHED}.{os.getpid()}")
+        tmp.write_text(json.dumps({"version": int(version)}))
+        os.replace(tmp, path)
+
+    def _published(self) -> int:
+        """The highest version an earlier process of this learner published (-1: none recorded)."""
+        try:
+            v = json.loads((self.out / PUBLISHED).read_text()).get("version")
+            return int(v) if isinstance(v, int) and not isinstance(v, bool) else -1
+        except (OSError, ValueError, AttributeError):
+            return -1
 
     def new_version(self) -> None:
         """The parameters changed (an update, or a gossip average that landed): a new version, published."""

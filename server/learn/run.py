@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,7 +32,8 @@ import arenas
 from agents.checkpoint import CheckpointError
 from agents.neural import NeuralAgent
 
-from server.net.proc import child_cmd, child_env, make_run_dir
+from agents.checkpoint import POINTER
+from server.net.cluster import Backend, make_procs
 from server.play.feed import LearningSpec
 from server.play.gameserver import GameServer
 from server.play.seating import OpponentMix
@@ -70,6 +69,8 @@ class TrainPlan:
     compile: bool = False
     #: between the game server and the policy workers: auto (shared memory where there is /dev/shm), shm, frames
     transport: str = "auto"
+    #: where the learners and policy workers run: here (None, ``local``) or on a Ray cluster
+    backend: Backend | None = None
 
 
 def _config(plan: TrainPlan, root: Path) -> TrainConfig:
@@ -102,33 +103,6 @@ def _config(plan: TrainPlan, root: Path) -> TrainConfig:
     return cfg
 
 
-class _Procs:
-    """The learner and worker processes of a run: started in their own sessions, stopped together."""
-
-    def __init__(self):
-        self.procs: dict[str, subprocess.Popen] = {}
-        self.env = child_env()
-
-    def start(self, name: str, cmd: list[str]) -> None:
-        self.procs[name] = subprocess.Popen(child_cmd(cmd), env=self.env, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
-
-    def exited(self) -> list[tuple[str, int]]:
-        return [(n, p.returncode) for n, p in self.procs.items() if p.poll() is not None]
-
-    def stop(self, timeout: float = 120.0) -> None:
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=max(1.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-
-
 def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
     """``arena train``: start the learners and workers, serve the matches, watch, stop, save, evaluate."""
     say = lambda text: print(text, file=out, flush=True)  # noqa: E731
@@ -137,47 +111,50 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "train.json", {"arena": plan.arena, "learners": plan.learners, "workers": plan.workers,
                                      "options": plan.options, "seed": plan.seed, "config": cfg.to_dict()})
-    tmp = make_run_dir("train")
     names = [f"L{i}" for i in range(plan.learners)]
-    ep = {n: {"gossip": f"ipc://{tmp}/{n}.gossip", "pub": f"ipc://{tmp}/{n}.pub", "seg": f"ipc://{tmp}/{n}.seg"}
-          for n in names}
-    cfg_path = Path(tmp) / "config.json"
-    write_json(cfg_path, cfg.to_dict())
-    procs = _Procs()
+    workers = [f"w{w}" for w in range(plan.workers)]
+    procs = make_procs(plan.backend, "train", say)
     server = watcher = fh = None
     old_handlers = {}
     interrupted = False
     progress = _Progress(plan, names, say)
+    restarts: dict[str, int] = {}
     try:
+        procs.place({**{n: "learner" for n in names}, **{w: "worker" for w in workers}})
+        ep = {n: {k: procs.endpoint(n, k) for k in ("gossip", "pub", "seg")} for n in names}
+        files = {"config.json": json.dumps(cfg.to_dict())}
         for i, n in enumerate(names):
-            cmd = [sys.executable, "-m", "server.cli", "learner", plan.arena, "--config", str(cfg_path),
-                   "--name", n, "--seed", str(100 + plan.seed + i), "--out", str(root / "learners" / n),
+            out_dir = root / "learners" / n
+            cmd = [sys.executable, "-m", "server.cli", "learner", plan.arena, "--config", "{dir}/config.json",
+                   "--name", n, "--seed", str(100 + plan.seed + i), "--out", str(out_dir),
                    "--bind", ep[n]["gossip"], "--pub", ep[n]["pub"], "--segments", ep[n]["seg"],
                    "--gossip-every", str(plan.gossip_every), "--save-every", str(plan.save_every),
-                   "--device", plan.device, "--exit-with-parent"]
+                   "--device", plan.device, "--exit-with-parent", *procs.keys_flag()]
             peers = [f"{m}={ep[m]['gossip']}" for m in names if m != n]
             if peers:
                 cmd += ["--peers", ",".join(peers)]
             if plan.resume:
                 cmd.append("--resume")
-            procs.start(n, cmd)
+            # a learner restarted by Ray goes on from its last checkpoint
+            procs.start(n, cmd, files, restart=(resume_cmd(cmd), str(out_dir / POINTER)))
         server = training_server(plan.arena, cfg, {n: (ep[n]["seg"], ep[n]["pub"]) for n in names},
-                                 bind=f"ipc://{tmp}/server", stats_bind=f"ipc://{tmp}/stats", groups=plan.groups,
-                                 spectate=f"ipc://{tmp}/spectate", transport=plan.transport)
+                                 bind=procs.server_endpoint("server"), stats_bind=procs.server_endpoint("stats"),
+                                 groups=plan.groups, spectate=procs.server_endpoint("spectate"),
+                                 transport=plan.transport, keys_dir=procs.keys_dir)
         agents = server.agent_names
         say(f"arena train {plan.arena}: {plan.learners} learner(s), {plan.workers} policy worker(s), "
             f"{server.slots} match slots, {cfg.batch_segments} x {cfg.horizon} decisions per update; out {root}")
         if server.spectators is not None:
             say(f"spectators: arena watch --connect {server.spectators.endpoint}")
-        for w in range(plan.workers):
+        for w in workers:
             cmd = [sys.executable, "-m", "server.cli", "worker", "--connect", server.bind, "--exit-when-done",
                    "--quiet", "--agents", ",".join(agents), "--device", plan.device, "--precision", plan.precision,
-                   *(["--compile"] if plan.compile else []),
+                   *(["--compile"] if plan.compile else []), *procs.keys_flag(),
                    "--past-every", str(cfg.snapshot_every), "--past-pool", str(cfg.pool_size)]
             for n in names:
                 cmd += ["--learner", f"{n}={ep[n]['pub']}"]
-            procs.start(f"w{w}", cmd)
-        watcher = Watcher({n: ep[n]["pub"] for n in names})
+            procs.start(w, cmd)
+        watcher = Watcher({n: ep[n]["pub"] for n in names}, keys_dir=procs.keys_dir)
         csv_path = root / "curves.csv"
         new_csv = not (plan.resume and csv_path.is_file())
         fh = open(csv_path, "w" if new_csv else "a", newline="")
@@ -200,18 +177,19 @@ def run_training(plan: TrainPlan, out=sys.stdout) -> dict:
         if server is not None:
             server.close()                # workers hear bye and exit
         procs.stop()
+        restarts = procs.restarts()
+        procs.close()
         if watcher is not None:
             watcher.poll(0.5)
             watcher.close()
         if fh is not None:
             fh.close()
-        shutil.rmtree(tmp, ignore_errors=True)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
     if progress.error:
         raise TrainError(progress.error)
-    return _finish(plan, root, names, progress, interrupted, say, server)
+    return _finish(plan, root, names, progress, interrupted, say, server, procs, restarts)
 
 
 def training_server(arena: str, cfg: TrainConfig, learners: dict[str, tuple[str, str]], bind: str,
@@ -325,8 +303,20 @@ class _Progress:
         self.fh.flush()
 
 
+def resume_cmd(cmd: list[str]) -> list[str]:
+    """A learner's command to go on from its checkpoint: ``--resume``, and no ``--init``."""
+    out, i = [], 0
+    while i < len(cmd):
+        if cmd[i] == "--init":
+            i += 2
+            continue
+        out.append(cmd[i])
+        i += 1
+    return out if "--resume" in out else [*out, "--resume"]
+
+
 def _finish(plan: TrainPlan, root: Path, names: list[str], progress: _Progress, interrupted: bool, say,
-            server) -> dict:
+            server, procs, restarts: dict[str, int]) -> dict:
     from .evaluate import evaluate
 
     final = {n: st for n in names if (st := checkpoints.learner_state(root / "learners" / n)) is not None}
@@ -346,6 +336,12 @@ def _finish(plan: TrainPlan, root: Path, names: list[str], progress: _Progress, 
                "interrupted": interrupted}
     if server is not None:
         summary["server"] = server.stats()
+    summary["backend"] = procs.kind
+    if procs.kind != "local":     # where Ray put each process, and how often it restarted one
+        summary["nodes"] = procs.nodes()
+        summary["restarts"] = restarts
+        if any(restarts.values()):
+            say("ray restarted: " + ", ".join(f"{n} {k}x" for n, k in restarts.items() if k))
     st, en = progress.steady, progress.steady_end
     if st is not None and en is not None and en[0] > st[0]:
         # the rate after every learner's first data (start-up and compile time left out)

@@ -39,6 +39,29 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
+def on_this_host(endpoint: str) -> bool:
+    """Whether ``endpoint`` is an address of this host: ipc, loopback, a wildcard, or one of this host's own
+    interface addresses (a process that binds or reaches it may share memory with us; the shared-memory
+    handshake still proves it). Sends nothing: it only tries to bind a UDP socket to that address."""
+    import socket
+
+    if is_loopback(endpoint):
+        return True
+    host = (urlsplit(endpoint).hostname or "").strip("[]")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if ip.is_unspecified:
+        return True
+    try:
+        with socket.socket(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((str(ip), 0))
+        return True
+    except OSError:
+        return False
+
+
 def stats_endpoint(bind: str) -> str:
     """The default PUB endpoint beside a server's ROUTER endpoint: port + 1, or ``PATH.stats``."""
     if bind.startswith("tcp://"):

@@ -99,7 +99,7 @@ class GameServer:
                  transport: str = "auto"):
         import arenas
         from server.net import shm
-        from server.net.endpoints import bind as bind_socket, is_loopback, stats_endpoint
+        from server.net.endpoints import bind as bind_socket, is_loopback, on_this_host, stats_endpoint
         from simcore.game import shared_buffers
 
         self.arena, self.agent_names, self.seed = arena, list(agents), int(seed)
@@ -113,11 +113,12 @@ class GameServer:
                                  f"'arena keys DIR' and pass --keys DIR")
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}")
-        if transport == "shm" and not (shm.available() and is_loopback(bind)):
-            raise ValueError("--transport shm needs a local endpoint (ipc:// or loopback tcp) and /dev/shm "
-                             "(Linux); use --transport auto or frames")
+        local = shm.available() and on_this_host(bind)
+        if transport == "shm" and not local:
+            raise ValueError("--transport shm needs an endpoint on this host (ipc://, loopback or this host's "
+                             "address) and /dev/shm (Linux); use --transport auto or frames")
         #: observations, masks, request rows and workers' replies in shared memory (None: frames only)
-        self.shared = shm.SharedArrays() if transport != "frames" and shm.available() and is_loopback(bind) else None
+        self.shared = shm.SharedArrays() if transport != "frames" and local else None
         spec = arenas.get(arena)
         groups = max(1, min(int(groups), matches))
         sizes = [matches // groups + (1 if g < matches % groups else 0) for g in range(groups)]

@@ -23,12 +23,25 @@ class WorkerPool:
     process (``server.net.child``), whatever kills it."""
 
     def __init__(self, workers: int, transport: str = "ipc", agent_args: list[str] | None = None,
-                 worker_flags: list[str] | None = None):
+                 worker_flags: list[str] | None = None, backend=None, say=print):
         #: more flags for every worker (``--precision``, ``--device``, ...)
         self.worker_flags = list(worker_flags or [])
         self.workers, self.agent_args = int(workers), list(agent_args or [])
         self.tmp = make_run_dir("launch")
-        if transport != "tcp":     # ipc, shm and auto: the control messages go over ipc
+        #: ``--backend ray``: the workers are Ray actors (``server.net.ray_backend``), the server binds tcp
+        self.ray = None
+        self.keys_dir = None
+        self.restarts: dict[str, int] = {}
+        self.start_s = None      # Ray's start-up and placement, seconds
+        if backend is not None and backend.kind != "local":
+            from server.net.cluster import make_procs
+
+            self.ray = make_procs(backend, "launch", say)
+            self.ray.place({f"w{i}": "worker" for i in range(self.workers)})
+            self.start_s = round(self.ray.place_seconds, 2)
+            self.bind, self.stats_bind = self.ray.server_endpoint("server"), self.ray.server_endpoint("stats")
+            self.keys_dir = self.ray.keys_dir
+        elif transport != "tcp":     # ipc, shm and auto: the control messages go over ipc
             self.bind, self.stats_bind = f"ipc://{self.tmp}/server", f"ipc://{self.tmp}/stats"
         else:
             with socket.socket() as s1, socket.socket() as s2:
@@ -50,9 +63,12 @@ class WorkerPool:
         for a in self.agent_args:
             extra += ["--agent-arg", a]
         extra += self.worker_flags
-        for _ in range(self.workers):
+        for i in range(self.workers):
             cmd = [sys.executable, "-m", "server.cli", "worker", "--connect", self.bind, "--exit-when-done",
                    "--quiet", *extra]
+            if self.ray is not None:
+                self.ray.start(f"w{i}", cmd + self.ray.keys_flag())
+                continue
             self.procs.append(subprocess.Popen(child_cmd(cmd), env=env, stdin=subprocess.DEVNULL,
                                                start_new_session=True))  # Ctrl-C reaches us; we stop them
 
@@ -65,6 +81,15 @@ class WorkerPool:
                 pass
 
     def close(self) -> None:
+        if self.ray is not None:     # workers leave after the server's bye; stop any that do not
+            deadline = time.monotonic() + EXIT_WAIT_S * 5
+            while time.monotonic() < deadline and len(self.ray.exited()) < self.workers:
+                time.sleep(0.05)
+            self.ray.stop(timeout=EXIT_WAIT_S)
+            self.restarts = self.ray.restarts()
+            self.ray.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
         self._wait(EXIT_WAIT_S)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             alive = [p for p in self.procs if p.poll() is None]

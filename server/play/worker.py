@@ -142,10 +142,10 @@ class PolicyWorker:
     # -- configuration ---------------------------------------------------------------------------
     def _local(self, endpoint: str) -> bool:
         """Whether to offer shared memory to the server at ``endpoint`` (on this host, as far as we can tell)."""
-        from server.net.endpoints import is_loopback
+        from server.net.endpoints import on_this_host
         from server.net.shm import available
 
-        return self.transport == "auto" and available() and is_loopback(endpoint)
+        return self.transport == "auto" and available() and on_this_host(endpoint)
 
     def may_serve(self, name: str) -> bool:
         """Whether this worker serves agent ``name`` when a server asks (see the module docstring)."""
