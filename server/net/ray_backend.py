@@ -118,6 +118,13 @@ class _Host:
         return p.poll()
 
 
+    def close(self) -> None:
+        """Remove this actor's private folder (the actor is killed next; its exit handlers would not run)."""
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class RayProcs:
     """A run's policy workers and learners as Ray actors (see the module docstring); the same methods as
     ``server.net.cluster.LocalProcs``."""
@@ -323,7 +330,10 @@ class RayProcs:
         import shutil
 
         if self.ray is not None:
-            self.final_restarts = self.restarts()
+            try:
+                self.ray.get([a.close.remote() for a in self.actors.values()], timeout=15)
+            except Exception:
+                pass
             for a in self.actors.values():
                 try:
                     self.ray.kill(a, no_restart=True)

@@ -30,7 +30,8 @@ def test_rows_cover_every_precision_and_batch_beside_fp32_eager():
         assert {"precision", "mode", "device", "batch", "decisions_per_s", "p50_ms", "p99_ms"} <= set(r)
         assert r["mode"] == "eager" and r["device"] == "cpu"
         assert r["decisions_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
-        assert r["decisions_per_s"] == pytest.approx(r["batch"] / (r["p50_ms"] / 1e3), rel=1e-3)
+        # both figures are rounded (decisions/s to 0.1): a slow machine makes small ones, hence abs
+        assert r["decisions_per_s"] == pytest.approx(r["batch"] / (r["p50_ms"] / 1e3), rel=1e-3, abs=0.06)
     base = [r for r in rows if r["precision"] == "fp32" and r["batch"] == 32]
     assert base[0]["x_fp32_eager"] == 1.0
     assert figures["policy"] == "ckpt:builtin/connect4" and figures["quality"] == {}
