@@ -77,3 +77,14 @@ def test_list_names_arenas_and_agents():
     assert p.returncode == 0
     for word in ("connect4", "battle", "random", "greedy"):
         assert word in p.stdout
+
+
+def test_ray_is_imported_only_for_backend_ray():
+    """Without --backend ray nothing imports Ray (an optional extra), even when it is installed."""
+    code = ("import sys; from server.cli import main; "
+            "rc = main(['run', 'connect4', '--matches', '4', '--games', '4', '--agents', 'random,greedy', "
+            "'--no-progress']); assert rc == 0; print('RAY' if 'ray' in sys.modules else 'NO-RAY')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "NO-RAY"
