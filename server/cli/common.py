@@ -54,7 +54,8 @@ def add_backend_flags(p, learners: bool = True) -> None:
                         "$RAY_ADDRESS, else a new local Ray instance for this run)")
     g.add_argument("--worker-cpus", type=positive_float, default=1.0, metavar="N", help="CPUs per policy worker (default 1)")
     g.add_argument("--worker-gpus", type=float, metavar="N",
-                   help="GPUs per policy worker, may be a fraction (default: 1 when the cluster has GPUs, else 0)")
+                   help="GPUs per policy worker, may be a fraction (default: 1 each when the cluster has a GPU per "
+                        "worker, an equal share of its GPUs when it has fewer, 0 without GPUs)")
     if learners:
         g.add_argument("--learner-cpus", type=positive_float, default=1.0, metavar="N", help="CPUs per learner (default 1)")
         g.add_argument("--learner-gpus", type=float, default=0.0, metavar="N", help="GPUs per learner (default 0)")

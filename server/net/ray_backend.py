@@ -21,6 +21,7 @@ Ray is imported only here, and only when ``--backend ray`` is asked for (``pip i
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
@@ -184,12 +185,14 @@ class RayProcs:
         from ray.util.placement_group import placement_group     # after _connect: it sets Ray's environment
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        # policy workers go where the GPUs are: one each, or an equal share when there are fewer GPUs
+        workers = sum(1 for r in roles.values() if r == "worker")
+        share = math.floor(min(1.0, ray.cluster_resources().get("GPU", 0) / max(workers, 1)) * 1e4) / 1e4
         bundles, names = [], list(roles)
         for n in names:
             cpus, gpus = need[roles[n]]
             if gpus is None:
-                gpus = 1.0 if has_gpus else 0.0
+                gpus = share
             bundles.append({"CPU": float(cpus), **({"GPU": float(gpus)} if gpus else {})})
         total = ray.cluster_resources()
         for res in ("CPU", "GPU"):

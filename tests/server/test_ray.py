@@ -147,3 +147,20 @@ def test_league_runs_its_learners_and_workers_as_actors(cluster, tmp_path):
     assert summary["top"] == "main0" and summary["matches"] > 0 and "random" in summary["evaluation"]
     for name in ("league.db", "leaderboard.csv", "payoff.csv", "payoff.png", "ratings.png"):
         assert (d / name).is_file(), name
+
+
+def test_policy_workers_go_where_the_gpus_are(cluster):
+    """A third node that declares a GPU (Ray's count: no real GPU is needed; the workers' --device auto
+    falls back to the CPU there): both policy workers take an equal share of it, so both land on that node."""
+    node = cluster.add_node(num_cpus=2, num_gpus=1, node_ip_address="127.0.0.1")
+    try:
+        cluster.wait_for_nodes()
+        r = subprocess.run(cli("launch", "connect4", "--backend", "ray", "--address", cluster.address,
+                               "--workers", "2", "--matches", "16", "--games", "32", "--agents", "random,greedy",
+                               "--json", "--no-progress"), env=ENV, cwd=ROOT, capture_output=True, text=True,
+                           timeout=240)
+        assert r.returncode == 0, r.stderr[-3000:]
+        where = placed(r.stderr)
+        assert {w["node"] for w in where.values()} == {node.node_id[:8]}, (where, node.node_id)
+    finally:
+        cluster.remove_node(node)
