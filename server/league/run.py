@@ -30,12 +30,11 @@ import numpy as np
 import zmq
 
 import arenas
-from agents.checkpoint import CheckpointError
+from agents.checkpoint import POINTER, CheckpointError
 from agents.neural import NeuralAgent
 
 from server.net.endpoints import bind as bind_socket
 from server.net.protocol import Message, encode
-from agents.checkpoint import POINTER
 from server.net.cluster import Backend, make_procs
 from server.play.feed import LearningSpec
 from server.play.gameserver import GameServer

@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 
 import arenas
-from agents.checkpoint import CheckpointError
+from agents.checkpoint import POINTER, CheckpointError
 from agents.neural import NeuralAgent
 
-from agents.checkpoint import POINTER
 from server.net.cluster import Backend, make_procs
 from server.play.feed import LearningSpec
 from server.play.gameserver import GameServer

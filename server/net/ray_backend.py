@@ -144,13 +144,12 @@ class RayProcs:
         self.files: dict[str, bytes] = {}
         self.dir = make_run_dir(tag)
         self.server_ip = "127.0.0.1"
-        self.started_ray = False
         self.place_seconds = 0.0
         if keys:
             self._ship_keys(keys)
 
     # -- the cluster -------------------------------------------------------------------------------
-    def _connect(self, cpus: float, gpus: float) -> None:
+    def _connect(self, cpus: float) -> None:
         address = self.backend.address or os.environ.get("RAY_ADDRESS")
         if not address:
             # a new local instance, for this run only: loopback addresses (nothing listens on the network),
@@ -166,7 +165,6 @@ class RayProcs:
                 ray.init(address=address, **kwargs)
             else:
                 ray.init(num_cpus=max(os.cpu_count() or 1, int(-(-cpus // 1))), include_dashboard=False, **kwargs)
-                self.started_ray = True
         except Exception as exc:
             raise RayBackendError(f"cannot start or reach Ray at {address or 'a new local instance'}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
@@ -180,7 +178,7 @@ class RayProcs:
         need = {r: (b.worker_cpus, b.worker_gpus) if r == "worker" else (b.learner_cpus, b.learner_gpus)
                 for r in set(roles.values())}
         if self.ray is None:
-            self._connect(sum(need[r][0] for r in roles.values()), 0)
+            self._connect(sum(need[r][0] for r in roles.values()))
         ray = self.ray
         from ray.util.placement_group import placement_group     # after _connect: it sets Ray's environment
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
