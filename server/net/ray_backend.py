@@ -30,6 +30,7 @@ import sys
 import time
 
 from .cluster import Backend, substitute, write_files
+from .endpoints import is_loopback
 from .proc import child_cmd, child_env, make_run_dir
 
 #: seconds to wait for the cluster to place every process before giving up with one line
@@ -48,8 +49,23 @@ def import_ray():
     return ray
 
 
-def _local_ip(ip: str) -> bool:
-    return ip.startswith("127.") or ip in ("::1", "localhost")
+def _tcp(ip: str, port: int) -> str:
+    """A tcp endpoint (IPv6 addresses in brackets)."""
+    return f"tcp://[{ip}]:{port}" if ":" in ip else f"tcp://{ip}:{port}"
+
+
+def _free_ports(ip: str, n: int) -> list[int]:
+    """``n`` free tcp ports on the address ``ip`` of this host (for a process to bind next)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+            s.bind((ip, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class _Host:
@@ -72,16 +88,7 @@ class _Host:
         """``n`` free tcp ports on this node's address (for the child to bind)."""
         import ray
 
-        ip, socks = ray.util.get_node_ip_address(), []
-        try:
-            for _ in range(n):
-                s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
-                s.bind((ip, 0))
-                socks.append(s)
-            return [s.getsockname()[1] for s in socks]
-        finally:
-            for s in socks:
-                s.close()
+        return _free_ports(ray.util.get_node_ip_address(), n)
 
     def run(self, cmd: list[str], files: dict | None, restart_cmd: list[str] | None, restart_if: str | None) -> int:
         """Run the command until it exits; its exit code. A child that dies on its own takes this actor down
@@ -219,7 +226,7 @@ class RayProcs:
         where = ray.get([self.actors[n].where.remote() for n in names], timeout=PLACE_TIMEOUT_S)
         self.where = dict(zip(names, where))
         ips = {w["ip"] for w in where} | {self.server_ip}
-        if self.keys_dir is None and any(not _local_ip(ip) for ip in ips):
+        if self.keys_dir is None and any(not is_loopback(_tcp(ip, 1)) for ip in ips):
             self._make_keys()
         self.place_seconds = time.monotonic() - t0
         nodes = sorted({w["node"] for w in where})
@@ -247,16 +254,10 @@ class RayProcs:
 
     def endpoint(self, name: str, kind: str) -> str:
         ip = self.where[name]["ip"]
-        port = self.ray.get(self.actors[name].ports.remote(1))[0]
-        return f"tcp://{'[' + ip + ']' if ':' in ip else ip}:{port}"
+        return _tcp(ip, self.ray.get(self.actors[name].ports.remote(1))[0])
 
     def server_endpoint(self, kind: str) -> str:
-        fam = socket.AF_INET6 if ":" in self.server_ip else socket.AF_INET
-        with socket.socket(fam) as s:
-            s.bind((self.server_ip, 0))
-            port = s.getsockname()[1]
-        ip = f"[{self.server_ip}]" if ":" in self.server_ip else self.server_ip
-        return f"tcp://{ip}:{port}"
+        return _tcp(self.server_ip, _free_ports(self.server_ip, 1)[0])
 
     def nodes(self) -> dict[str, str]:
         """Each process's Ray node id."""
