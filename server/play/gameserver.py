@@ -37,11 +37,17 @@ arrays (``req_obs``, ``req_mask``) that the worker reads in place.
 A worker on another host (or one that cannot map the arrays: it says so in its heartbeats) gets frames,
 from the same server at the same time. A worker's reply arrays are its own, so a late answer of a worker
 given up for dead cannot land on the rows of the worker that took its batch over.
+Those headers go over a pair of named pipes per worker (``server.net.doorbell``) once the worker has
+opened them, rather than through the socket: a pipe wakes the reader itself, where a ZeroMQ message wakes
+an I/O thread on each side first. A step's requests for one worker are staged first and then written
+together, and the worker writes its replies together: one wake-up each way per step. Anything the pipe
+cannot take at once goes over the socket, which stays the channel for everything else.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from collections import deque
 import time
@@ -51,6 +57,7 @@ import numpy as np
 import zmq
 
 from simcore.rows import take_rows
+from server.net import doorbell
 from server.net.proc import more_open_files
 from server.play.match import MatchRunner
 from server.play.routing import Group, RemotePolicy, Request, Worker
@@ -81,9 +88,17 @@ def default_groups() -> int:
     the host has cores to spare, 1 on 2 cores or fewer, where the server's and the workers' parallel
     kernels would only take turns on the same cores (arena launch battle on 2 cores: 9.5 M agent-steps/s
     with 1 group, 8.2 M with 2, 6.9 M with 4; connect4 with a neural policy 0.60 M and 0.51 M)."""
-    import os
-
     return 2 if (os.cpu_count() or 1) > 2 else 1
+
+
+class _Bell:
+    """A worker's doorbells as the server holds them: the FIFOs' paths (request, reply), a reader on the
+    reply FIFO, and the request FIFO's write end once the worker has its read end open (``out``, -1 before)."""
+
+    def __init__(self, paths: tuple[str, str], reader: doorbell.Reader):
+        self.paths, self.reader, self.out = paths, reader, -1
+
+
 #: milliseconds a new connection has to complete ZeroMQ's handshake (CURVE included) before it is
 #: closed (libzmq's default is 30 s; our peers take milliseconds, an idle stranger holds a file meanwhile)
 HANDSHAKE_MS = 10_000
@@ -153,6 +168,10 @@ class GameServer:
             self.shared.array("req_obs", (self.row_base[-1] * self._row_bytes,), np.uint8)
             self.shared.array("req_mask", (self.row_base[-1], first.action_mask.shape[-1]), np.int8)
         self._shm_replies: dict[bytes, str] = {}      # worker ident -> the prefix of its reply arrays
+        #: per worker ident on this host: its doorbells (``_Bell``), and the read end's fd -> ident
+        self._bells: dict[bytes, _Bell] = {}
+        self._bell_fds: dict[int, bytes] = {}
+        self._bell_generation = 0
         #: the largest message a worker may send (and the socket's per-frame cap): one reply for every
         #: seat of the biggest group, 8 bytes per action component, and a header
         first = self.groups[0].runner.game
@@ -173,6 +192,8 @@ class GameServer:
         self.bind = bind
         bind_socket(self.sock, bind, keys_dir, "the game server")
         bind_socket(self.pub, self.stats_bind, keys_dir, "the statistics (--stats-bind)")
+        self._poller = zmq.Poller()          # the socket, and the read ends of the workers' doorbells
+        self._poller.register(self.sock, zmq.POLLIN)
         # frames of the matches spectators ask for ('arena watch'); costs a clock read when nobody watches
         # ``spectators(runners, ctx)`` makes the publisher (``server.spectator.publisher.FramePublisher``,
         # injected by the caller): it needs ``publish(group, game, steps)``, ``poll()`` and ``close()``
@@ -196,7 +217,7 @@ class GameServer:
         self._buffers: dict[tuple[int, int], np.ndarray] = {}    # packed_buffer per (group, agent)
         self._seq = 0
         self.counters = {"bad_messages": 0, "late_replies": 0, "resent": 0, "workers_lost": 0,
-                         "requests": 0}
+                         "requests": 0, "doorbell_requests": 0}
         self.wait_seconds = 0.0
         self._said_waiting: set[int] = set()
         self.started = time.perf_counter()
@@ -227,8 +248,95 @@ class GameServer:
             if prefix is not None:
                 names = [f"g{g.index}.{a}" for g in self.groups for a in ("obs", "action_mask")]
                 names += ["rows", "req_obs", "req_mask", f"{prefix}.actions", f"{prefix}.logp"]
-                meta["shm"] = json.dumps({**self.shared.spec(names), "reply": prefix})
+                meta["shm"] = json.dumps({**self.shared.spec(names), "reply": prefix,
+                                          "doorbell": self._new_bell(ident, prefix)})
         self._send(ident, Message("hello", meta=meta))
+
+    # -- doorbells (``server.net.doorbell``) -----------------------------------------------------------
+    def _new_bell(self, ident: bytes, prefix: str) -> list[str]:
+        """Fresh doorbell FIFOs for a worker saying hello (a worker starting over gets new ones, so nothing
+        written for its old self reaches it); returns their names for the ``hello``."""
+        self._close_bell(ident)
+        self._bell_generation += 1
+        names = doorbell.make_pair(self.shared.path, prefix, self._bell_generation)
+        paths = (os.path.join(self.shared.path, names[0]), os.path.join(self.shared.path, names[1]))
+        fd = doorbell.open_fifo(paths[1], write=False)
+        self._bells[ident] = _Bell(paths, doorbell.Reader(fd))
+        self._bell_fds[fd] = ident
+        self._poller.register(fd, zmq.POLLIN)
+        return list(names)
+
+    def _close_bell(self, ident: bytes) -> None:
+        bell = self._bells.pop(ident, None)
+        if bell is None:
+            return
+        self._bell_fds.pop(bell.reader.fd, None)
+        self._poller.unregister(bell.reader.fd)
+        for fd in (bell.reader.fd, bell.out):
+            if fd >= 0:
+                os.close(fd)
+        for path in bell.paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        w = self.workers.get(ident)
+        if w is not None:
+            w.bell = False
+
+    def _bell_out(self, w: Worker) -> int:
+        """The write end of ``w``'s request doorbell, opened once the worker has its read end open (-1: none)."""
+        bell = self._bells.get(w.ident) if w.bell else None
+        if bell is None:
+            return -1
+        if bell.out < 0:
+            try:
+                bell.out = doorbell.open_fifo(bell.paths[0], write=True)
+            except doorbell.DoorbellError:
+                return -1
+        return bell.out
+
+    def _read_bell(self, fd: int, now: float) -> None:
+        """Replies from a worker's doorbell. A frame that is not a reply header is a bad message and ends
+        the doorbell, as does the worker closing its end; its messages use the socket again."""
+        ident = self._bell_fds.get(fd)
+        bell = self._bells.get(ident)
+        if bell is None:
+            return
+        for raw in bell.reader.read():
+            try:
+                msg = decode([raw], max_bytes=doorbell.MAX_FRAME)
+            except ProtocolError:
+                msg = None
+            if msg is None or msg.type not in ("actions", "error") or msg.arrays:
+                self.counters["bad_messages"] += 1
+                bell.reader.closed = True
+                break
+            self._handle(ident, msg, now)
+        if bell.reader.closed:
+            self._close_bell(ident)
+
+    def _flush(self, outbox: dict[bytes, list[tuple[Request, Message]]]) -> None:
+        """Send the shared-memory requests collected per worker during a step: stage them all, then write
+        them to its doorbell together (one wake-up), the rest (no doorbell, or a full pipe) by the socket."""
+        for ident, items in outbox.items():
+            w = self.workers.get(ident)
+            if w is None:              # lost meanwhile: its requests were given to others
+                continue
+            for req, _ in items:
+                if not req.staged:
+                    self._stage(req)
+            sent, fd = 0, self._bell_out(w)
+            if fd >= 0:
+                headers = [encode(msg)[0] for _, msg in items]
+                fit = next((i for i, h in enumerate(headers) if len(h) > doorbell.MAX_HEADER), len(headers))
+                try:
+                    sent = doorbell.write(fd, [doorbell.frame(h) for h in headers[:fit]])
+                except BrokenPipeError:      # the worker closed its end: the socket from now on
+                    self._close_bell(ident)
+                self.counters["doorbell_requests"] += sent
+            for _, msg in items[sent:]:
+                if not self._send(ident, msg):
+                    self._lose(w, "its socket is gone")
+                    break
 
     def _gather(self, req: Request) -> tuple[np.ndarray, np.ndarray]:
         """The request's rows, copied into a buffer kept per (group, agent): no allocation per step, and
@@ -288,7 +396,9 @@ class GameServer:
                     self.shared.arrays["req_mask"][req.offset:req.offset + n])
         self._rows_into(req, into)
 
-    def _dispatch(self, req: Request) -> None:
+    def _dispatch(self, req: Request, outbox: dict | None = None) -> None:
+        """Give ``req`` to the least busy live worker serving its agent. A shared-memory request joins
+        ``outbox`` (sent by ``_flush``) when one is given, else goes at once."""
         name = self.agent_names[req.agent]
         live = [w for w in self.workers.values() if w.ready and name in w.agents]
         if not live and name in self.absent_forfeits:     # nobody else can play it: the match is lost
@@ -304,14 +414,17 @@ class GameServer:
             return
         w = min(live, key=lambda w: len(w.inflight))
         meta = {"agent": name, "seed": req.seed, "group": req.group}
-        if w.shm and req.offset >= 0:      # the rows are in shared memory: a header is all
-            if not req.staged:
-                self._stage(req)
-            msg = Message("act", seq=req.seq, sender="server", meta={**meta, "shm": [req.offset, int(req.rows.size)]})
-        else:
-            obs, mask = self._gather(req)
-            msg = Message("act", seq=req.seq, sender="server", arrays={"obs": obs, "mask": mask}, meta=meta)
         req.worker = w.ident
+        if w.shm and req.offset >= 0:      # the rows are in shared memory: a header is all
+            msg = Message("act", seq=req.seq, sender="server", meta={**meta, "shm": [req.offset, int(req.rows.size)]})
+            w.inflight[req.seq] = req
+            if outbox is None:
+                self._flush({w.ident: [(req, msg)]})
+            else:
+                outbox.setdefault(w.ident, []).append((req, msg))
+            return
+        obs, mask = self._gather(req)
+        msg = Message("act", seq=req.seq, sender="server", arrays={"obs": obs, "mask": mask}, meta=meta)
         w.inflight[req.seq] = req
         if not self._send(w.ident, msg):
             self._lose(w, "its socket is gone")
@@ -328,6 +441,7 @@ class GameServer:
             group.asked_at = time.perf_counter()
             offset = self.row_base[group.index]
             self._asking = group
+            outbox: dict[bytes, list] = {}
             for i, rows in group.asked:
                 self._seq += 1
                 seed = int(np.random.SeedSequence([self.seed, group.index, runner.steps, i]).generate_state(1)[0])
@@ -338,7 +452,8 @@ class GameServer:
                     offset += rows.size
                 group.pending.add(req.seq)
                 self.counters["requests"] += 1
-                self._dispatch(req)
+                self._dispatch(req, outbox)
+            self._flush(outbox)
             self._asking = None
             if group.pending or not self._step_group(group):
                 return
@@ -380,6 +495,7 @@ class GameServer:
         if w.ident not in self.workers:
             return
         del self.workers[w.ident]
+        self._close_bell(w.ident)      # a worker that comes back talks by the socket until it says hello
         self.counters["workers_lost"] += 1
         self.on_worker_lost(w)
         reqs = list(w.inflight.values())
@@ -406,6 +522,7 @@ class GameServer:
             if isinstance(agents, list):
                 w.agents = {a for a in agents if isinstance(a, str)}
             w.shm = msg.meta.get("shm") is True and ident in self._shm_replies
+            w.bell = w.shm and msg.meta.get("doorbell") is True and ident in self._bells
             if msg.meta.get("ready") and not w.ready:
                 w.ready = True
                 self.on_worker_ready(w)
@@ -512,8 +629,7 @@ class GameServer:
 
     def serve(self) -> dict:
         """Play until every group meets its stop rule; returns the summary (as ``arena run``)."""
-        poller = zmq.Poller()
-        poller.register(self.sock, zmq.POLLIN)
+        poller = self._poller
         self.started = time.perf_counter()
         for group in self.groups:
             if group.runner.done:
@@ -533,6 +649,9 @@ class GameServer:
                 events = poller.poll(int(timeout * 1000) + 1)
                 self.wait_seconds += time.perf_counter() - t0
                 now = time.monotonic()
+                for fd, _ in events:
+                    if fd in self._bell_fds:
+                        self._read_bell(fd, now)
                 if events:
                     for _ in range(256):
                         try:
@@ -580,6 +699,8 @@ class GameServer:
         for ident in list(self.workers):
             self._send(ident, Message("bye", sender="server"))
         time.sleep(0.05)
+        for ident in list(self._bells):
+            self._close_bell(ident)
         self.sock.close(0)
         self.pub.close(0)
         if self.feed is not None:

@@ -37,6 +37,7 @@ class Worker:
     last_seen: float
     ready: bool = False
     shm: bool = False           # on this host, with the server's shared arrays mapped (``meta["shm"]``)
+    bell: bool = False          # it has its doorbell open (``meta["doorbell"]``, ``server.net.doorbell``)
     inflight: dict = field(default_factory=dict)   # seq -> Request
 
 

@@ -36,7 +36,11 @@ reads those rows' indices from the shared ``rows`` array, gathers their observat
 group's shared game buffers, and writes its actions (and log-probabilities) at the same offset of its own
 reply arrays; the reply is a header. An answer that does not fit those arrays (another shape, float actions
 for a discrete game) goes back as frames, for the server to judge as any reply. ``transport="frames"``
-(``--transport frames``) never asks for shared memory.
+(``--transport frames``) never asks for shared memory. With shared memory the server also names a pair of
+doorbells (``server.net.doorbell``: named pipes in its shared-memory folder); the worker opens them and
+says so in its heartbeats, and from then on the server's ``act`` headers arrive there and the replies to
+them go back there, written together once a batch is served. A doorbell that closes or carries anything
+but act headers is closed, and everything goes by the socket again.
 
 A request's ``meta["seed"]`` is handed to ``agent.reseed(seed)`` when the agent has that method, so
 a batch that the server re-sends to another worker after a failure gets the same actions.
@@ -54,7 +58,8 @@ import numpy as np
 import zmq
 
 from agents.check import AgentFault, describe
-from server.net.protocol import DTYPES, MAX_MESSAGE_BYTES, Message, encode, waiting
+from server.net import doorbell
+from server.net.protocol import DTYPES, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode, waiting
 
 #: seconds between heartbeats to each server (the server declares a worker dead after
 #: ``HEARTBEAT_LIVENESS`` seconds of silence; 0.1-0.5 s keeps detection near a second)
@@ -79,6 +84,8 @@ class Link:
     last_beat: float = 0.0
     shm: dict | None = None                         # the server's shared arrays, when mapped
     reply: str = ""                                 # the prefix of our reply arrays among them
+    bell: doorbell.Reader | None = None             # the server's act headers, when its doorbell is open
+    bell_out: int = -1                              # and our replies' doorbell (write end)
 
 
 class SetupRefused(ValueError):
@@ -125,6 +132,8 @@ class PolicyWorker:
         self.log = log or (lambda text: print(text, file=sys.stderr, flush=True))
         self.ctx = zmq.Context.instance()
         self.links: list[Link] = []
+        self._poller = zmq.Poller()           # every link's socket, and its doorbell once open
+        self._outbox: dict[int, tuple[Link, list]] = {}     # doorbell replies of the batch being served
         self._agent_cache: dict[tuple[str, str], object] = {}
         self._refused: set[str] = set()
         self.stats = {"requests": 0, "rows": 0, "batches": 0, "bad_messages": 0, "errors": 0, "refused": 0}
@@ -138,6 +147,7 @@ class PolicyWorker:
                 secure_client(sock, keys_dir)
             sock.connect(endpoint)
             self.links.append(Link(endpoint, sock))
+            self._poller.register(sock, zmq.POLLIN)
 
     # -- configuration ---------------------------------------------------------------------------
     def _local(self, endpoint: str) -> bool:
@@ -270,10 +280,63 @@ class PolicyWorker:
         link.game = game
         link.configured, link.config_key = True, key
         link.shm, link.reply = self._attach(link, msg.meta.get("shm")), ""
+        self._close_bell(link)
         if link.shm is not None:
-            link.reply = json.loads(msg.meta["shm"]).get("reply", "")
+            spec = json.loads(msg.meta["shm"])
+            link.reply = spec.get("reply", "")
+            self._open_bell(link, spec)
         how = "shared memory" if link.shm is not None else "frames"
         self.log(f"{self.name}: serving {', '.join(link.agents) or 'nothing'} for {arena} at {link.endpoint} ({how})")
+
+    def _open_bell(self, link: Link, spec: dict) -> None:
+        """Open the doorbells the server named in its shared-memory folder (``attach`` checked the folder);
+        without them (an older server, a FIFO that is not ours) requests come by the socket."""
+        from server.net.shm import ROOT
+
+        names = spec.get("doorbell")
+        if not (isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) for n in names)):
+            return
+        dfd = os.open(os.path.join(ROOT, spec["dir"]), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        fd = -1
+        try:
+            if any("/" in n or n.startswith(".") for n in names):
+                raise doorbell.DoorbellError(0, f"bad doorbell names {names!r}")
+            fd = doorbell.open_fifo(names[0], write=False, dir_fd=dfd)     # ours first: the server then opens its end
+            link.bell_out = doorbell.open_fifo(names[1], write=True, dir_fd=dfd)
+            link.bell = doorbell.Reader(fd)
+            self._poller.register(fd, zmq.POLLIN)
+        except doorbell.DoorbellError as exc:
+            if fd >= 0:
+                os.close(fd)
+            self.log(f"{self.name}: no doorbell for {link.endpoint} (requests come by the socket): {exc}")
+        finally:
+            os.close(dfd)
+
+    def _close_bell(self, link: Link) -> None:
+        if link.bell is not None:
+            self._poller.unregister(link.bell.fd)
+            os.close(link.bell.fd)
+            link.bell = None
+        if link.bell_out >= 0:
+            os.close(link.bell_out)
+            link.bell_out = -1
+
+    def _read_bell(self, link: Link, batch: list) -> None:
+        """The act headers waiting on ``link``'s doorbell join ``batch``. Anything else there is a bad
+        message and ends the doorbell, as does the server closing its end (it gave up on us)."""
+        for raw in link.bell.read():
+            try:
+                msg = decode([raw], max_bytes=doorbell.MAX_FRAME)
+                if msg.type != "act" or msg.arrays or not link.configured:
+                    raise ProtocolError(f"a {msg.type!r} message where only act headers go")
+            except ProtocolError as exc:
+                self._count_bad(link, f"doorbell: {exc}")
+                link.bell.closed = True
+                break
+            batch.append((link, msg, True))
+        if link.bell.closed:
+            self._close_bell(link)
+            self._beat(link, time.monotonic())      # tell the server at once: no doorbell here now
 
     def _attach(self, link: Link, spec) -> dict | None:
         """The server's shared arrays, mapped (None: frames, with one line saying why when it offered them)."""
@@ -367,21 +430,25 @@ class PolicyWorker:
     def _beat(self, link: Link, now: float) -> None:
         link.sock.send_multipart(encode(Message("heartbeat", sender=self.name,
                                                 meta={"agents": sorted(link.agents), "ready": self.ready,
-                                                      "shm": link.shm is not None})))
+                                                      "shm": link.shm is not None, "doorbell": link.bell is not None})))
         link.last_beat = now
 
     # -- serving -----------------------------------------------------------------------------------
-    def _serve(self, batch: list[tuple[Link, Message]]) -> None:
-        """Answer ``act`` requests, joining those for the same agent into one call. A learning policy's
-        reply also holds the log-probabilities of its actions and the version that chose them."""
+    def _serve(self, batch: list[tuple[Link, Message, bool]]) -> None:
+        """Answer ``act`` requests (``(link, message, came by the doorbell)``), joining those for the same
+        agent into one call. A learning policy's reply also holds the log-probabilities of its actions and
+        the version that chose them. Replies to requests that came by a doorbell go back that way, all of
+        a link's together at the end."""
         self._refresh()
         groups: dict[int, list[tuple[Link, Message]]] = {}
-        for link, msg in batch:
+        self._outbox: dict[int, tuple[Link, list[Message]]] = {}
+        bell = {id(msg) for _, msg, by_bell in batch if by_bell}
+        for link, msg, _ in batch:
             why = self._from_shm(link, msg) if "shm" in msg.meta else ""
             why = why or self._bad_request(link, msg)
             if why:
                 self._count_bad(link, why)
-                link.sock.send_multipart(encode(Message("error", seq=msg.seq, sender=self.name, meta={"error": why})))
+                self._reply(link, Message("error", seq=msg.seq, sender=self.name, meta={"error": why}), id(msg) in bell)
                 continue
             agent = link.agents[msg.meta["agent"]]
             groups.setdefault(id(agent) if self.join else id(msg), []).append((link, msg))
@@ -403,10 +470,28 @@ class PolicyWorker:
             for (link, msg), (_, reply) in zip(reqs, replies):
                 if "shm" in msg.meta:
                     self._to_shm(link, msg, reply)
-                link.sock.send_multipart(encode(reply), copy=not reply.arrays)   # a header alone: copied
+                self._reply(link, reply, id(msg) in bell)
             self.stats["batches"] += 1
             self.stats["requests"] += len(reqs)
             self.stats["rows"] += sum(len(o) for o in obs)
+        for link, replies in self._outbox.values():     # one write (one wake-up of the server) per link
+            sent = 0
+            if link.bell_out >= 0:
+                try:
+                    sent = doorbell.write(link.bell_out, [frame for frame, _ in replies])
+                except BrokenPipeError:       # the server closed its end: the socket from now on
+                    self._close_bell(link)
+            for _, reply in replies[sent:]:
+                link.sock.send_multipart(encode(reply))
+
+    def _reply(self, link: Link, reply: Message, by_bell: bool) -> None:
+        """Send ``reply`` by the socket, or keep it for the doorbell when its request came that way and it
+        is a header that fits a doorbell frame."""
+        frames = encode(reply)
+        if by_bell and len(frames) == 1 and link.bell_out >= 0 and len(frames[0]) <= doorbell.MAX_HEADER:
+            self._outbox.setdefault(id(link), (link, []))[1].append((doorbell.frame(frames[0]), reply))
+        else:
+            link.sock.send_multipart(frames, copy=not reply.arrays)   # a header alone: copied
 
     def _replies(self, agent, reqs, obs, mask) -> list:
         if len(reqs) == 1:
@@ -438,9 +523,7 @@ class PolicyWorker:
             self.log(f"{self.name}: dropped a bad message from {link.endpoint} ({n} so far): {why}")
 
     def run(self) -> int:
-        poller = zmq.Poller()
-        for link in self.links:
-            poller.register(link.sock, zmq.POLLIN)
+        poller = self._poller
         done: set[int] = set()
         while True:
             now = time.monotonic()
@@ -459,7 +542,10 @@ class PolicyWorker:
             events = dict(poller.poll(int(HEARTBEAT_INTERVAL * 1000)))
             if (self.learning or self.board is not None) and not events:
                 self._refresh()                  # idle: new parameters (the first ones make us ready)
-            batch: list[tuple[Link, Message]] = []
+            batch: list[tuple[Link, Message, bool]] = []
+            for link in self.links:
+                if link.bell is not None and link.bell.fd in events:
+                    self._read_bell(link, batch)
             for i, link in enumerate(self.links):
                 if link.sock not in events:
                     continue
@@ -476,7 +562,7 @@ class PolicyWorker:
                             break
                         self._beat(link, time.monotonic())
                     elif msg.type == "act" and link.configured:
-                        batch.append((link, msg))
+                        batch.append((link, msg, False))
                     elif msg.type == "bye":
                         link.configured = False
                         done.add(i)
@@ -493,6 +579,7 @@ class PolicyWorker:
             except zmq.ZMQError:
                 pass
             link.sock.close(0)
+            self._close_bell(link)
         for agent in self._agent_cache.values():   # isolated agents: their processes go with us
             try:
                 agent.close()

@@ -2,6 +2,7 @@
 games as frames, a worker that checks what it maps, and a hostile description or request refused."""
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import zmq
 
-from server.net import shm
+from server.net import doorbell, shm
 from server.net.protocol import Message, decode, encode
 from simcore.game import shared_buffers
 
@@ -42,6 +43,9 @@ def test_shared_memory_plays_the_same_games_as_frames(tmp_path, arena):
     s_ipc, o_ipc = launch(tmp_path, arena, "ipc")
     assert o_shm == o_ipc and s_shm["results"] == s_ipc["results"]
     assert s_shm["server"]["bad_messages"] == 0 and s_shm["server"]["requests"] > 0
+    # every request header went by the workers' doorbells (server.net.doorbell), none by frames
+    assert s_shm["server"]["doorbell_requests"] == s_shm["server"]["requests"]
+    assert s_ipc["server"]["doorbell_requests"] == 0
 
 
 def test_the_server_and_worker_say_which_transport_they_use(tmp_path):
@@ -206,3 +210,126 @@ def test_a_worker_refuses_bad_shared_requests_and_answers_good_ones(tmp_path):
         worker.wait(timeout=30)
         sock.close(0)
         owner.close()
+
+
+def _bell_frames(reader, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frames = reader.read()
+        if frames or reader.closed:
+            return frames
+        time.sleep(0.005)
+    raise AssertionError("nothing on the doorbell")
+
+
+def test_a_worker_answers_by_its_doorbell_and_drops_one_that_carries_garbage(tmp_path):
+    owner, game, sock, bind = _fake_server(tmp_path)
+    names = doorbell.make_pair(owner.path, "w0", 1)
+    worker = subprocess.Popen(cli("worker", "--connect", bind, "--agents", "greedy", "--exit-when-done"), env=ENV,
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    rep = doorbell.Reader(doorbell.open_fifo(f"{owner.path}/{names[1]}", write=False))
+    req = -1
+    try:
+        ident, _ = _recv(sock, "hello")
+        spec = {**owner.spec(["g0.obs", "g0.action_mask", "rows", "req_obs", "req_mask", "w0.actions", "w0.logp"]),
+                "reply": "w0", "doorbell": list(names)}
+        sock.send_multipart([ident, *encode(Message("hello", meta={
+            "role": "server", "arena": "connect4", "options": "{}", "agents": ["greedy"], "shm": json.dumps(spec)}))])
+        for _ in range(300):
+            _, beat = _recv(sock, "heartbeat")
+            if beat.meta.get("ready"):
+                break
+        assert beat.meta["doorbell"] is True, "it opened the doorbells we named"
+        req = doorbell.open_fifo(f"{owner.path}/{names[0]}", write=True)
+        rows = np.flatnonzero(game.active.reshape(-1))
+        owner.arrays["rows"][:rows.size] = rows
+        row_bytes = game.obs[0, 0].nbytes           # interleaved rows: gathered as the server would
+        owner.arrays["req_obs"][:rows.size * row_bytes] = \
+            game.obs.reshape(-1, *game.obs.shape[2:])[rows].reshape(-1).view(np.uint8)
+        owner.arrays["req_mask"][:rows.size] = game.action_mask.reshape(-1, 7)[rows]
+        acts = [Message("act", seq=s, sender="server", meta={"agent": "greedy", "seed": 0, "group": 0,
+                                                             "shm": [0, int(rows.size)]}) for s in (7, 8)]
+        assert doorbell.write(req, [doorbell.frame(encode(m)[0]) for m in acts]) == 2
+        replies = []
+        while len(replies) < 2:
+            replies += [decode([raw]) for raw in _bell_frames(rep)]
+        assert [(r.type, r.seq, r.meta["shm"]) for r in replies] == [("actions", 7, True), ("actions", 8, True)]
+        assert (owner.arrays["w0.actions"][:rows.size] == 3).all()
+        # garbage on the doorbell: counted, the doorbell closed (it says so), and the socket still serves
+        os.write(req, struct.pack("<I", 5) + b"\xc1junk")
+        for _ in range(300):
+            _, beat = _recv(sock, "heartbeat")
+            if beat.meta.get("doorbell") is False:
+                break
+        assert beat.meta["doorbell"] is False
+        assert _bell_frames(rep) == [] and rep.closed, "it closed its end of the reply doorbell"
+        sock.send_multipart([ident, *encode(Message("act", seq=9, sender="server", meta={
+            "agent": "greedy", "seed": 0, "group": 0, "shm": [0, int(rows.size)]}))])
+        _, reply = _recv(sock, "actions")
+        assert reply.seq == 9
+    finally:
+        sock.send_multipart([ident, *encode(Message("bye"))])
+        worker.wait(timeout=30)
+        sock.close(0)
+        for fd in (req, rep.fd):
+            if fd >= 0:
+                os.close(fd)
+        owner.close()
+    assert "dropped a bad message" in worker.stderr.read()
+
+
+def test_a_server_drops_a_doorbell_that_carries_garbage_and_plays_on(tmp_path):
+    """A fake worker that speaks the protocol, then writes garbage into its reply doorbell."""
+    bind = f"ipc://{tmp_path}/server"
+    server = subprocess.Popen(cli("serve", "connect4", "--bind", bind, "--matches", "4", "--agents", "random",
+                                  "--steps", "6", "--transport", "shm", "--json", "--no-progress"),
+                              env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(bind)
+    fds = []
+    try:
+        sock.send_multipart(encode(Message("hello", sender="fake", meta={"role": "worker", "agents": ["random"],
+                                                                         "shm": True})))
+        assert sock.poll(60_000)
+        hello = decode(sock.recv_multipart())
+        spec = json.loads(hello.meta["shm"])
+        arrays = shm.attach(spec)
+        folder = os.path.join(shm.ROOT, spec["dir"])
+        req = doorbell.Reader(doorbell.open_fifo(f"{folder}/{spec['doorbell'][0]}", write=False))
+        rep = doorbell.open_fifo(f"{folder}/{spec['doorbell'][1]}", write=True)
+        fds += [req.fd, rep]
+        beat = {"agents": ["random"], "ready": True, "shm": True, "doorbell": True}
+        sock.send_multipart(encode(Message("heartbeat", sender="fake", meta=beat)))
+        act = decode([_bell_frames(req)[0]])
+        assert act.type == "act" and act.meta["shm"][1] > 0, "the first request came by the doorbell"
+        os.write(rep, struct.pack("<I", 3) + b"\xc1\xc1\xc1")          # not msgpack
+        assert _bell_frames(req) == [] and req.closed, "the server closed the doorbell"
+        answered, deadline = 0, time.monotonic() + 60
+        pending = [act]
+        while server.poll() is None and time.monotonic() < deadline:
+            for m in pending:       # from now on by the socket: actions written into our reply arrays
+                off, n = m.meta["shm"]
+                rows = arrays["rows"][off:off + n]
+                mask = arrays["g0.action_mask"].reshape(-1, 7)[rows]
+                arrays[f"{spec['reply']}.actions"][off:off + n] = np.argmax(mask, axis=1)
+                sock.send_multipart(encode(Message("actions", seq=m.seq, sender="fake", meta={"shm": True})))
+                answered += 1
+            pending = []
+            if sock.poll(100):
+                m = decode(sock.recv_multipart())
+                if m.type == "act":
+                    pending.append(m)
+            beat["doorbell"] = False
+            sock.send_multipart(encode(Message("heartbeat", sender="fake", meta=beat)))
+        out, err = server.communicate(timeout=60)
+    finally:
+        sock.close(0)
+        for fd in fds:
+            os.close(fd)
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["steps"] == 6 and answered >= 6
+    assert summary["server"]["bad_messages"] == 1 and summary["server"]["doorbell_requests"] == 1
