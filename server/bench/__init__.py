@@ -238,7 +238,7 @@ def _cli_json(args: list[str]) -> dict:
     return json.loads(p.stdout.strip().splitlines()[-1])
 
 
-def run_distributed(matches: int = 4096, steps: int = 150, workers: int = 1, agents: str = "random,random",
+def run_distributed(matches: int = 4096, steps: int = 600, workers: int = 1, agents: str = "random,random",
                     out: IO | None = None, repeats: int = 3, backend: str = "local", address: str | None = None) -> dict:
     """``arena run`` against ``arena launch`` with shared memory and with frames on ipc (same arena, agents,
     matches and steps; each the median of ``repeats`` runs, interleaved), and the codec cost. With

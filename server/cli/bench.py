@@ -26,7 +26,9 @@ def add_parsers(sub) -> None:
                         "and the league's matchmaking and rating cost")
     b.add_argument("--learners", type=positive, default=2, help="learners for --train (default 2)")
     b.add_argument("--minutes", type=positive_float, default=2.0, help="training minutes per arena for --train (default 2)")
-    b.add_argument("--steps", type=positive, default=150, help="batched steps for --distributed (default 150)")
+    b.add_argument("--steps", type=positive, default=600,
+                   help="batched steps for --distributed (default 600: a few seconds a run, so the first steps' "
+                        "warm-up does not weigh on the figure)")
     b.add_argument("--policy", metavar="ARENA",
                    help="instead: how fast a policy decides per precision (fp32, bf16, int8), mode (eager, "
                         "compile) and batch size, and each compression's score against its fp32 original")

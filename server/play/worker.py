@@ -48,6 +48,7 @@ a batch that the server re-sends to another worker after a failure gets the same
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -61,6 +62,7 @@ from agents.check import AgentFault, describe
 from server.net import doorbell
 from server.net.protocol import DTYPES, MAX_MESSAGE_BYTES, Message, ProtocolError, decode, encode, waiting
 
+_WIRE_DTYPES = frozenset(np.dtype(d) for d in DTYPES)
 #: seconds between heartbeats to each server (the server declares a worker dead after
 #: ``HEARTBEAT_LIVENESS`` seconds of silence; 0.1-0.5 s keeps detection near a second)
 HEARTBEAT_INTERVAL = 0.2
@@ -84,6 +86,8 @@ class Link:
     last_beat: float = 0.0
     shm: dict | None = None                         # the server's shared arrays, when mapped
     reply: str = ""                                 # the prefix of our reply arrays among them
+    split: bool = False                             # the game's teams see different cuts of a row
+    obs_shapes: frozenset = frozenset()             # the observation shapes a request may hold
     bell: doorbell.Reader | None = None             # the server's act headers, when its doorbell is open
     bell_out: int = -1                              # and our replies' doorbell (write end)
 
@@ -278,6 +282,8 @@ class PolicyWorker:
                 except Exception:
                     pass  # a broken agent shows its fault on the first real request
         link.game = game
+        link.split = any(sp.shape != tuple(game.obs_shape) for sp in game.team_observation_spaces)
+        link.obs_shapes = frozenset({tuple(game.obs_shape)} | {tuple(sp.shape) for sp in game.team_observation_spaces})
         link.configured, link.config_key = True, key
         link.shm, link.reply = self._attach(link, msg.meta.get("shm")), ""
         self._close_bell(link)
@@ -375,7 +381,7 @@ class PolicyWorker:
         first, last = int(rows[0]), int(rows[-1])
         if not (0 <= first < flat and 0 <= last < flat):   # only these two index anything below
             return "shared rows outside the group's seats"
-        split = any(sp.shape != tuple(game.obs_shape) for sp in game.team_observation_spaces)
+        split = link.split
         if not split and last - first + 1 == n:       # one run of seats: the game's own buffers, in place
             obs = obs_all.reshape((flat,) + obs_all.shape[2:])[first:last + 1]
             mask = mask_all.reshape(flat, -1)[first:last + 1]
@@ -385,7 +391,7 @@ class PolicyWorker:
                 team = int(np.asarray(game.seat_team)[first % seats])
                 shape = tuple(game.team_observation_spaces[team].shape)
             row_bytes = obs_all[0, 0].nbytes
-            size = n * obs_all.dtype.itemsize * int(np.prod(shape))
+            size = n * obs_all.dtype.itemsize * math.prod(shape)
             req = shm["req_obs"]
             if (off + n) * row_bytes > req.size:
                 return "shared rows outside the request arrays"
@@ -420,9 +426,8 @@ class PolicyWorker:
         obs, mask, game = msg.arrays.get("obs"), msg.arrays.get("mask"), link.game
         if obs is None or mask is None or set(msg.arrays) != {"obs", "mask"}:
             return "an act request holds obs and mask, nothing else"
-        shapes = {tuple(game.obs_shape)} | {tuple(sp.shape) for sp in game.team_observation_spaces}
-        if obs.ndim < 1 or obs.dtype != game.obs.dtype or obs.shape[1:] not in shapes:
-            return f"obs must be {game.obs.dtype} (n,) + one of {sorted(shapes)}"
+        if obs.ndim < 1 or obs.dtype != game.obs.dtype or obs.shape[1:] not in link.obs_shapes:
+            return f"obs must be {game.obs.dtype} (n,) + one of {sorted(link.obs_shapes)}"
         if mask.ndim != 2 or mask.shape[0] != obs.shape[0] or mask.shape[1] != game.action_mask.shape[-1]:
             return f"mask must be (n, {game.action_mask.shape[-1]}) for {obs.shape[0]} rows of obs"
         return ""
@@ -501,7 +506,7 @@ class PolicyWorker:
             outs = np.split(out, np.cumsum([len(o) for o in obs])[:-1]) if out.ndim == 1 else [out] * len(reqs)
         replies = []
         for (link, msg), out in zip(reqs, outs):
-            if out.dtype.name not in DTYPES:
+            if out.dtype not in _WIRE_DTYPES:
                 raise TypeError(f"returned dtype {out.dtype}; actions must be integers")
             replies.append((link, Message("actions", seq=msg.seq, sender=self.name, arrays={"actions": out})))
         return replies
